@@ -1,0 +1,42 @@
+"""Assemble one node's parts and run them until SIGTERM or SIGINT.
+
+The order is the data path's: the NATS front end (`Server`) first, so the client port
+answers as soon as possible, then the replicated store and the mq9 API on top of it.
+On a signal the node drains: the listener closes, started writes finish, clients are
+flushed and closed, then the store shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+
+from node.config import Settings
+from node.server import Server
+
+log = logging.getLogger("mq9.node")
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run a node until a stop signal; then drain and return."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(settings)
+    await server.start()
+    log.info("Server %s is ready", settings.server_name)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("Signal received, draining")
+    await server.drain()
+    log.info("Server exiting")
+
+
+def run(settings: Settings) -> None:
+    """Blocking entry point used by the CLI."""
+    uvloop.run(serve(settings))

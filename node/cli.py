@@ -1,0 +1,108 @@
+"""The `mq9` command: run a node (`serve`) and, for people, talk to one.
+
+Every option of `serve` can also come from an `MQ9_*` environment variable (shown in
+`--help`), so the same image runs under docker compose with environment only.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from node.config import Settings, parse_hostport
+
+app = typer.Typer(
+    name="mq9",
+    help="mq9-cluster: durable agent mailboxes over the NATS protocol, replicated with Raft.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def main() -> None:
+    """mq9-cluster: durable agent mailboxes over the NATS protocol, replicated with Raft."""
+
+
+def _settings_from_flags(
+    name: str,
+    listen: str,
+    data: str,
+    max_payload: int,
+    log_level: str,
+    raft: Optional[str],
+    peer: list[str],
+    cluster_secret: str,
+    advertise: str,
+    ping_interval: float,
+    max_pending: int,
+) -> Settings:
+    host, port = parse_hostport(listen, 4222)
+    settings = Settings(
+        name=name,
+        host=host,
+        port=port,
+        data_dir=data,
+        max_payload=max_payload,
+        max_pending=max_pending,
+        log_level=log_level,
+        cluster_secret=cluster_secret,
+        advertise=advertise,
+        ping_interval=ping_interval,
+    )
+    if raft:
+        raft_host, raft_port = parse_hostport(raft, port + 2000)
+        settings = settings.replace(raft_host=raft_host, raft_port=raft_port)
+    peers: list[str] = []
+    for item in peer:
+        for part in item.replace(",", " ").split():
+            h, p = parse_hostport(part)
+            peers.append(f"{h}:{p}")
+    return settings.replace(peers=tuple(peers))
+
+
+@app.command()
+def serve(
+    name: str = typer.Option("", "--name", envvar="MQ9_NAME", help="Server name shown in INFO and logs."),
+    listen: str = typer.Option(
+        "127.0.0.1:4222", "--listen", envvar="MQ9_LISTEN", help="HOST:PORT for NATS clients."
+    ),
+    data: str = typer.Option("./data", "--data", envvar="MQ9_DATA", help="Directory for RocksDB and the Raft journal."),
+    max_payload: int = typer.Option(
+        1 << 20, "--max-payload", envvar="MQ9_MAX_PAYLOAD", help="Largest message body in bytes (nats-server's max_payload)."
+    ),
+    log_level: str = typer.Option("info", "--log-level", envvar="MQ9_LOG_LEVEL", help="debug, info, warning or error."),
+    raft: Optional[str] = typer.Option(
+        None, "--raft", envvar="MQ9_RAFT", help="HOST:PORT for Raft traffic \\[default: client port + 2000]."
+    ),
+    peer: list[str] = typer.Option(
+        [], "--peer", envvar="MQ9_PEERS", help="Raft HOST:PORT of another member; repeat, or comma-separate in MQ9_PEERS."
+    ),
+    cluster_secret: str = typer.Option(
+        "", "--cluster-secret", envvar="MQ9_CLUSTER_SECRET", help="Shared secret that authenticates Raft and route traffic."
+    ),
+    advertise: str = typer.Option(
+        "", "--advertise", envvar="MQ9_ADVERTISE", help="Client HOST:PORT other nodes give to clients \\[default: --listen]."
+    ),
+    ping_interval: float = typer.Option(
+        120.0, "--ping-interval", envvar="MQ9_PING_INTERVAL", help="Seconds between server PINGs to idle clients."
+    ),
+    max_pending: int = typer.Option(
+        64 << 20, "--max-pending", envvar="MQ9_MAX_PENDING", help="Unsent bytes per client before it is cut off as a slow consumer."
+    ),
+) -> None:
+    """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
+    from node import app as node_app
+    from node import logs
+
+    logs.setup(log_level)
+    settings = _settings_from_flags(
+        name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending
+    )
+    node_app.run(settings)
+
+
+if __name__ == "__main__":
+    app()

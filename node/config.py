@@ -1,0 +1,82 @@
+"""Node settings: one frozen dataclass, filled by the CLI from flags and `MQ9_*` variables.
+
+Names keep nats-server's spelling where a NATS user would look for them
+(`max_payload`, `ping_interval`, `max_pings_out`, `max_pending`); our own limits end
+with their unit (`write_timeout_s`). Ports follow nats-server's habits: clients on
+4222, routes on the client port + 1000 (6222 is nats-server's cluster port; we keep
+5222 for routes), Raft on the client port + 2000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+DEFAULT_CLIENT_PORT = 4222
+RAFT_PORT_OFFSET = 2000
+ROUTE_PORT_OFFSET = 1000
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """'host:port', ':port', 'host' (with a default port) or 'nats://host:port' -> (host, port)."""
+    text = text.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    if text.startswith("["):  # [v6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = text, ""
+    if not port:
+        if default_port is None:
+            raise ValueError(f"{text!r}: expected HOST:PORT")
+        return host or "127.0.0.1", default_port
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r}: bad port")
+    return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a node needs to start."""
+
+    name: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_CLIENT_PORT
+    data_dir: str = "./data"
+    max_payload: int = 1 << 20
+    max_pending: int = 64 << 20  # bytes a client may have unsent before it is cut off
+    ping_interval: float = 120.0  # seconds, nats-server's default
+    max_pings_out: int = 2
+    log_level: str = "info"
+    # Raft: our address for peers, the other members, and the shared secret
+    raft_host: str = "127.0.0.1"
+    raft_port: int = 0  # 0: the client port + 2000
+    peers: tuple[str, ...] = ()
+    cluster_secret: str = ""
+    advertise: str = ""  # the client URL other nodes tell clients (default host:port)
+    write_timeout_s: float = 3.0  # every replicated write ends in a reply or a 503 by then
+    # mq9 defaults
+    default_ttl_s: int = 86400
+    default_ack_wait_s: float = 30.0
+    default_max_in_flight: int = 64
+    tick_interval_s: float = 0.25
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def raft_address(self) -> str:
+        port = self.raft_port or self.port + RAFT_PORT_OFFSET
+        return f"{self.raft_host}:{port}"
+
+    @property
+    def client_url(self) -> str:
+        return self.advertise or f"{self.host}:{self.port}"
+
+    @property
+    def server_name(self) -> str:
+        return self.name or f"mq9-{self.port}"
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,293 @@
+"""One client connection: bytes in -> parser -> ops -> server; outbound frames -> socket.
+
+The connection is an asyncio Protocol (uvloop runs it). `data_received` feeds the
+parser and dispatches each op. Outbound frames are appended to one bytearray and
+written once per event-loop pass (the server's flusher calls `flush`), so a burst of
+deliveries costs one `write` syscall, not one per message.
+
+Limits, as nats-server enforces them:
+- pending bytes: if what the socket has not yet taken exceeds `max_pending`, the
+  client is a slow consumer and is cut off (nothing is buffered without bound);
+- stale connection: a PING every `ping_interval` when the client was quiet, and after
+  `max_pings_out` unanswered ones, `-ERR 'Stale Connection'` and close;
+- protocol violations from the parser: the `-ERR` line, then close if fatal.
+
+mq9 adds one duty: PONG is a durability barrier. Each mailbox write the client started
+is registered with `begin_write()`/`end_write()`; a PING is answered only once every
+write started before it has finished, and reading pauses while too many are owed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+from node import errors, wire
+from node.ops import Connect, Ping, Pong, ProtocolError, Pub, Sub, Unsub
+from node.parser import Parser
+from node.subjects import Subscription, valid_literal_subject, valid_subject
+
+if TYPE_CHECKING:
+    from node.server import Server
+
+log = logging.getLogger("mq9.client")
+
+WRITES_OWED_PAUSE = 4096  # stop reading a client that owes this many unfinished mailbox writes
+WRITES_OWED_RESUME = 1024
+
+
+class ClientConnection(asyncio.Protocol):
+    """A NATS client connected to this node."""
+
+    def __init__(self, server: "Server", cid: int) -> None:
+        self.server = server
+        self.cid = cid
+        self.parser = Parser(server.settings.max_payload)
+        self.transport: asyncio.Transport | None = None
+        self.out = bytearray()
+        self.dirty = False
+        self.closed = False
+        self.addr = ""
+        self.subs: dict[bytes, Subscription] = {}
+        # CONNECT options (nats-server defaults until CONNECT says otherwise)
+        self.connected = False
+        self.verbose = False
+        self.pedantic = False
+        self.echo = True
+        self.headers = False
+        self.no_responders = False
+        self.name = ""
+        self.lang = ""
+        self.version = ""
+        # liveness
+        self.pings_out = 0
+        self.active = False
+        self._ping_timer: asyncio.TimerHandle | None = None
+        # the PONG durability barrier
+        self._write_seq = 0
+        self._writes_open: dict[int, None] = {}
+        self._pongs_owed: deque[int] = deque()
+        self._reading_paused = False
+        # stats
+        self.msgs_in = 0
+        self.msgs_out = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.addr = f"{peer[0]}:{peer[1]}"
+        self.server.client_opened(self)
+        transport.write(self.server.info_line(self))
+        self._arm_ping()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        self.closed = True
+        self.server.client_closed(self)
+        self.subs.clear()
+        log.debug("%s - cid:%d - client closed (%s)", self.addr, self.cid, exc or "eof")
+
+    def close(self, error: errors.NatsError | None = None, *args: object) -> None:
+        """Send `-ERR` (if given) and everything queued, then close."""
+        if self.closed or self.transport is None:
+            return
+        if error is not None:
+            self.out += error.line(*args)
+        self.flush()
+        self.closed = True
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection without flushing (slow consumer)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.closed = True
+            self.transport.abort()
+
+    # ---- inbound ---------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.active = True
+        server = self.server
+        for op in self.parser.feed(data):
+            if self.closed:
+                break
+            kind = type(op)
+            if kind is Pub:
+                self.msgs_in += 1
+                if self.pedantic:
+                    self.check_publish_subject(op)
+                if self.verbose:  # nats-server sends +OK before the message goes out
+                    self.send(wire.OK)
+                server.publish(self, op)
+            elif kind is Sub:
+                self._on_sub(op)
+            elif kind is Unsub:
+                self._on_unsub(op)
+            elif kind is Ping:
+                self.on_ping()
+            elif kind is Pong:
+                self.pings_out = 0
+            elif kind is Connect:
+                self._on_connect(op)
+            elif kind is ProtocolError:
+                log.warning("%s - cid:%d - protocol error: %s (%s)", self.addr, self.cid, op.error.text, op.detail)
+                self.close(op.error)
+                break
+        server.flush_dirty()
+
+    def _on_connect(self, op: Connect) -> None:
+        if op.protocol < 0 or op.protocol > 1:
+            self.close(errors.NatsError("invalid client protocol", fatal=True))
+            return
+        if op.no_responders and not op.headers:
+            self.close(errors.NatsError("no responders requires headers support", fatal=True))
+            return
+        self.connected = True
+        self.verbose = op.verbose
+        self.pedantic = op.pedantic
+        self.echo = op.echo
+        self.headers = op.headers
+        self.no_responders = op.no_responders
+        self.parser.headers_allowed = op.headers
+        self.name, self.lang, self.version = op.name, op.lang, op.version
+        if self.verbose:
+            self.send(wire.OK)
+        log.debug("%s - cid:%d - CONNECT name=%r lang=%s %s", self.addr, self.cid, op.name, op.lang, op.version)
+
+    def _on_sub(self, op: Sub) -> None:
+        if not valid_subject(op.subject) or (op.queue is not None and not valid_subject(op.queue)):
+            self.send(errors.INVALID_SUBJECT.line())
+            return
+        if op.sid in self.subs:  # nats-server ignores a SUB that reuses a live sid
+            if self.verbose:
+                self.send(wire.OK)
+            return
+        sub = Subscription(self, op.sid, op.subject, op.queue)
+        refusal = self.server.subscribe(self, sub)
+        if refusal is not None:
+            self.send(refusal)
+            return
+        self.subs[op.sid] = sub
+        if self.verbose:
+            self.send(wire.OK)
+
+    def _on_unsub(self, op: Unsub) -> None:
+        sub = self.subs.get(op.sid)
+        if sub is not None:
+            if op.max_msgs and sub.delivered < op.max_msgs:
+                sub.max_msgs = op.max_msgs
+            else:
+                self.remove_sub(sub)
+        if self.verbose:
+            self.send(wire.OK)
+
+    def remove_sub(self, sub: Subscription) -> None:
+        if self.subs.pop(sub.sid, None) is not None:
+            self.server.unsubscribe(self, sub)
+
+    def check_publish_subject(self, op: Pub) -> None:
+        """nats-server's pedantic check: complain about a wildcard or empty token, deliver anyway."""
+        if not valid_literal_subject(op.subject):
+            self.send(errors.INVALID_PUBLISH_SUBJECT.line())
+
+    # ---- outbound --------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue raw protocol bytes; they are written at the end of this loop pass."""
+        self.out += data
+        if not self.dirty:
+            self.dirty = True
+            self.server.mark_dirty(self)
+
+    def deliver(
+        self, sub: Subscription, subject: bytes, reply: bytes | None, headers: bytes | None, payload: bytes
+    ) -> None:
+        """Queue one MSG/HMSG for `sub`; honour UNSUB max."""
+        if self.closed:
+            return
+        if headers is not None and not self.headers:
+            headers = None  # a client that did not ask for headers never sees HMSG
+        wire.append_msg(self.out, subject, sub.sid, reply, headers, payload)
+        self.msgs_out += 1
+        if not self.dirty:
+            self.dirty = True
+            self.server.mark_dirty(self)
+        sub.delivered += 1
+        if sub.max_msgs and sub.delivered >= sub.max_msgs:
+            self.remove_sub(sub)
+
+    def flush(self) -> None:
+        """Write what is queued; cut the client off if the socket is too far behind."""
+        self.dirty = False
+        if self.closed or not self.out:
+            return
+        data = self.out
+        self.out = bytearray()
+        transport = self.transport
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.server.settings.max_pending:
+            log.warning(
+                "%s - cid:%d - slow consumer: %d bytes pending, closing",
+                self.addr, self.cid, transport.get_write_buffer_size(),
+            )
+            self.server.slow_consumers += 1
+            self.abort()
+
+    # ---- liveness --------------------------------------------------------------------
+
+    def _arm_ping(self) -> None:
+        interval = self.server.settings.ping_interval
+        if interval > 0:
+            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._ping_tick)
+
+    def _ping_tick(self) -> None:
+        if self.closed:
+            return
+        if self.active:
+            self.active = False  # nats-server skips the PING when the client was recently active
+        elif self.pings_out + 1 > self.server.settings.max_pings_out:
+            log.info("%s - cid:%d - stale connection, closing", self.addr, self.cid)
+            self.close(errors.STALE_CONNECTION)
+            return
+        else:
+            self.pings_out += 1
+            self.send(wire.PING)
+        self._arm_ping()
+
+    # ---- the PONG durability barrier --------------------------------------------------
+
+    def on_ping(self) -> None:
+        if not self._writes_open:
+            self.send(wire.PONG)
+        else:
+            self._pongs_owed.append(self._write_seq)
+
+    def begin_write(self) -> int:
+        """Register a mailbox write this client started; returns its ticket."""
+        self._write_seq += 1
+        self._writes_open[self._write_seq] = None
+        if len(self._writes_open) >= WRITES_OWED_PAUSE and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        return self._write_seq
+
+    def end_write(self, ticket: int) -> None:
+        """The write with this ticket was committed or rejected: release PONGs it held."""
+        self._writes_open.pop(ticket, None)
+        owed = self._pongs_owed
+        while owed and (not self._writes_open or next(iter(self._writes_open)) > owed[0]):
+            owed.popleft()
+            self.send(wire.PONG)
+        if self._reading_paused and len(self._writes_open) <= WRITES_OWED_RESUME and self.transport:
+            self._reading_paused = False
+            if not self.closed:
+                self.transport.resume_reading()

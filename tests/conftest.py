@@ -1,0 +1,45 @@
+"""Fixtures: real node processes, their logs on failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.nodes import NodeProcess
+
+_started: list[NodeProcess] = []
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for node in _started:
+            report.sections.append((f"log of node {node.name}", node.log_tail(80)))
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory) -> NodeProcess:
+    """One node for a whole test module."""
+    n = NodeProcess(tmp_path_factory.mktemp("node"), "n1").start()
+    _started.append(n)
+    yield n
+    n.kill()
+    _started.remove(n)
+
+
+@pytest.fixture
+def make_node(tmp_path):
+    """Factory for nodes owned by one test; all are killed at its end."""
+    mine: list[NodeProcess] = []
+
+    def make(name: str = "n1", **kwargs) -> NodeProcess:
+        n = NodeProcess(tmp_path, name, **kwargs)
+        mine.append(n)
+        _started.append(n)
+        return n
+
+    yield make
+    for n in mine:
+        n.kill()
+        _started.remove(n)
