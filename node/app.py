@@ -14,7 +14,9 @@ import signal
 
 import uvloop
 
+from cluster.replicator import Replicator
 from node.config import Settings
+from node.mq9 import MailboxAPI
 from node.server import Server
 
 log = logging.getLogger("mq9.node")
@@ -26,7 +28,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    replicator = Replicator(
+        settings.data_dir, settings.raft_address, list(settings.peers), settings.cluster_secret,
+        settings.write_timeout_s, settings.tick_interval_s,
+    )
+    replicator.start()
     server = Server(settings)
+    server.mq9 = MailboxAPI(server, replicator, settings)
     await server.start()
     log.info("Server %s is ready", settings.server_name)
     if ready is not None:
@@ -34,6 +42,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await stop.wait()
     log.info("Signal received, draining")
     await server.drain()
+    await replicator.stop()
     log.info("Server exiting")
 
 

@@ -1,0 +1,495 @@
+"""Core-NATS benchmark: the same workloads against nats-server and an mq9 node, side by side.
+
+    .venv/bin/python benchmarks/core_nats.py            # full run (a few minutes at most)
+    .venv/bin/python benchmarks/core_nats.py --quick    # smaller counts, for a smoke test
+    .venv/bin/python benchmarks/core_nats.py --only mq9 # one server only
+    .venv/bin/python benchmarks/core_nats.py --profile  # mq9 under py-spy -> out/core_profile.svg
+
+What it does, in order:
+  1. installs the Debian packages nats-server and libnats-dev with apt-get if missing;
+  2. builds benchmarks/natsbench.c (the NATS C client load generator) into benchmarks/bin/;
+  3. starts nats-server and an mq9 node on free loopback ports in 19000-19999;
+  4. runs every workload with nats-py (benchmarks/natspy_bench.py, its own process) and with
+     natsbench, interleaved (nats-server, then mq9, three times) and keeps the best run;
+  5. prints a table and writes every run plus machine facts to benchmarks/out/core_nats.json.
+
+Every wait has a deadline, every client run a timeout, and both servers are stopped in a
+`finally`. A run that hits its deadline is reported with what it delivered and marked `*`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BIN = BENCH / "bin"
+OUT = BENCH / "out"
+NATSBENCH_SRC = BENCH / "natsbench.c"
+NATSBENCH = BIN / "natsbench"
+NATSPY = BENCH / "natspy_bench.py"
+PORT_RANGE = (19000, 19999)  # out of the way of tests that take random ports
+REPEATS = 3
+
+# wide enough for the table and progress lines when output goes to a file or pipe
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+class BenchError(RuntimeError):
+    """A failure with a message meant for the person running the benchmark."""
+
+
+# ---- workloads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    client: str          # "nats-py" or "nats.c"
+    mode: str            # pub, fanout, reqrep
+    count: int
+    quick_count: int
+    subs: int = 1
+    concurrency: int = 1
+    size: int = 128
+
+    @property
+    def unit(self) -> str:
+        return "trips/s" if self.mode == "reqrep" else "msgs/s"
+
+
+WORKLOADS = [
+    Workload("py_pub", "pub, 1 subscriber", "nats-py", "pub", 200_000, 50_000),
+    Workload("py_fanout", "fan-out, 10 subs", "nats-py", "fanout", 20_000, 5_000, subs=10),
+    Workload("py_reqrep", "req/rep, 1 in flight", "nats-py", "reqrep", 5_000, 1_000),
+    Workload("py_reqrep64", "req/rep, 64 in flight", "nats-py", "reqrep", 20_000, 5_000, concurrency=64),
+    Workload("c_pub", "pub, 1 subscriber", "nats.c", "pub", 2_000_000, 200_000),
+    Workload("c_fanout", "fan-out, 10 subs", "nats.c", "fanout", 200_000, 20_000, subs=10),
+    Workload("c_reqrep", "req/rep, 1 in flight", "nats.c", "reqrep", 5_000, 1_000),
+    Workload("c_reqrep64", "req/rep, 64 in flight", "nats.c", "reqrep", 20_000, 5_000, concurrency=64),
+]
+
+
+def client_command(w: Workload, url: str, count: int, deadline: float) -> list[str]:
+    if w.client == "nats-py":
+        return [sys.executable, str(NATSPY), w.mode, "--url", url, "--count", str(count), "--size", str(w.size),
+                "--subs", str(w.subs), "--concurrency", str(w.concurrency), "--timeout", str(deadline)]
+    return [str(NATSBENCH), "-m", w.mode, "-u", url, "-n", str(count), "-s", str(w.size),
+            "-k", str(w.subs), "-w", str(w.concurrency), "-t", str(deadline)]
+
+
+def run_client(w: Workload, url: str, count: int, deadline: float) -> dict:
+    """One client run; always returns a dict, with "error" when there is no figure."""
+    cmd = client_command(w, url, count, deadline)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=deadline + 30, cwd=REPO,
+                              preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired:
+        return {"error": f"client did not finish within {deadline + 30:.0f}s (killed)"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"client exited {proc.returncode} without a result: " + " | ".join(tail)}
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        return {"error": f"unparsable client output {lines[-1][:200]!r}: {exc}"}
+
+
+def best_of(runs: list[dict]) -> dict | None:
+    """The fastest complete run; else the fastest partial one; None if all failed."""
+    ok = [r for r in runs if "error" not in r]
+    complete = [r for r in ok if r.get("complete")]
+    pool = complete or ok
+    return max(pool, key=lambda r: r.get("rate", 0.0)) if pool else None
+
+
+# ---- setup: packages, build --------------------------------------------------------------
+
+
+def nats_server_path() -> str | None:
+    return shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None)
+
+
+def ensure_packages(need_server: bool) -> None:
+    """apt-get install the packages this benchmark needs and does not find."""
+    missing = []
+    if need_server and not nats_server_path():
+        missing.append("nats-server")
+    if not Path("/usr/include/nats/nats.h").exists():
+        missing.append("libnats-dev")
+    if not missing:
+        return
+    if not shutil.which("apt-get"):
+        raise BenchError(f"missing {', '.join(missing)} and there is no apt-get: install them by hand")
+    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if prefix is None:
+        raise BenchError(f"missing {', '.join(missing)}: run as root or install them with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = prefix + ["apt-get", "install", "-y", *missing]
+    console.print(f"[bold]installing[/] {' '.join(missing)} with apt-get")
+    try:
+        if subprocess.run(install, env=env, timeout=600).returncode != 0:
+            # the package lists may be stale or absent (fresh containers): refresh once
+            subprocess.run(prefix + ["apt-get", "update"], env=env, timeout=600, check=True)
+            subprocess.run(install, env=env, timeout=600, check=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"apt-get could not install {', '.join(missing)}: {exc}") from exc
+
+
+def build_natsbench() -> None:
+    """gcc natsbench.c into benchmarks/bin/ when the binary is missing or older than the source."""
+    if NATSBENCH.exists() and NATSBENCH.stat().st_mtime >= NATSBENCH_SRC.stat().st_mtime:
+        return
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        raise BenchError("no C compiler: install gcc (apt-get install -y gcc)")
+    BIN.mkdir(parents=True, exist_ok=True)
+    cmd = [gcc, "-O2", "-Wall", "-o", str(NATSBENCH), str(NATSBENCH_SRC), "-lnats", "-lpthread"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise BenchError(f"building natsbench failed:\n{' '.join(cmd)}\n{proc.stderr.strip()}")
+
+
+# ---- servers -----------------------------------------------------------------------------
+
+_taken: set[int] = set()
+
+
+def free_port() -> int:
+    """A port in PORT_RANGE that nobody listens on and this run has not handed out."""
+    candidates = [p for p in range(PORT_RANGE[0], PORT_RANGE[1] + 1) if p not in _taken]
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise BenchError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the harness dies, so no server outlives a crashed run."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class ServerProc:
+    name: str                  # "nats-server" or "mq9"
+    cmd: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    profiled: bool = False     # cmd is `py-spy record ... -- <node>`
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, "ab") as log:
+            log.write(f"---- {' '.join(self.cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=REPO, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode} before accepting clients:\n"
+                                 f"{self.log_tail()}")
+            if port_open(self.port):
+                return
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not accept clients on {self.port} within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM (to the node itself when py-spy wraps it, so py-spy writes its SVG), then SIGKILL."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        target = self.proc.pid
+        if self.profiled:
+            target = next(iter(_children(self.proc.pid)), self.proc.pid)
+        try:
+            os.kill(target, signal.SIGTERM)
+            self.proc.wait(60 if self.profiled else 10)  # py-spy needs a while to write the SVG
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            pass
+        if self.proc.poll() is None:
+            for pid in _children(self.proc.pid):
+                _kill(pid)
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def py_spy_path(install: bool) -> str:
+    """py-spy next to the running interpreter or on PATH; pip-installed into this venv if absent."""
+    local = Path(sys.executable).parent / "py-spy"
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if found or not install:
+        if not found:
+            raise BenchError("py-spy is not installed")
+        return found
+    console.print("[bold]installing[/] py-spy into this venv for --profile")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], timeout=300)
+    if proc.returncode != 0 or not local.exists():
+        raise BenchError("pip could not install py-spy; install it or run without --profile")
+    return str(local)
+
+
+def make_servers(which: list[str], workdir: Path, profile: bool) -> list[ServerProc]:
+    servers = []
+    if "nats" in which:
+        port = free_port()
+        exe = nats_server_path()
+        if not exe:
+            raise BenchError("nats-server is not installed (apt-get install -y nats-server)")
+        servers.append(ServerProc("nats-server", [exe, "-a", "127.0.0.1", "-p", str(port)], port,
+                                  workdir / "nats-server.log"))
+    if "mq9" in which:
+        port, raft_port = free_port(), free_port()  # keep the (future) Raft port in range too
+        node = [sys.executable, "-m", "node.cli", "serve", "--name", "bench", "--listen", f"127.0.0.1:{port}",
+                "--data", str(workdir / "mq9-data"), "--raft", f"127.0.0.1:{raft_port}", "--log-level", "warning"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        if profile:
+            OUT.mkdir(parents=True, exist_ok=True)
+            node = [py_spy_path(install=True), "record", "-o", str(OUT / "core_profile.svg"), "--"] + node
+        servers.append(ServerProc("mq9", node, port, workdir / "mq9.log", env=env, profiled=profile))
+    return servers
+
+
+# ---- facts about the machine -------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    exe = nats_server_path()
+    try:
+        nats_py = version("nats-py")
+    except PackageNotFoundError:
+        nats_py = "unknown"
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_at_start": list(os.getloadavg()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nats_server": out([exe, "--version"]) if exe else "not installed",
+        "nats_py": nats_py,
+        "git_commit": out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# ---- main --------------------------------------------------------------------------------
+
+
+def fmt_rate(r: dict | None) -> str:
+    if r is None:
+        return "[red]error[/]"
+    rate = r.get("rate", 0.0)
+    text = f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:.1f} k" if rate >= 1e4 else f"{rate:,.0f}"
+    return text if r.get("complete") else text + " *"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller counts (a smoke test, not a measurement)")
+    p.add_argument("--only", choices=["mq9", "nats"], help="run against one server only")
+    p.add_argument("--profile", action="store_true",
+                   help="run the mq9 node under py-spy (pip-installed if absent); writes out/core_profile.svg")
+    p.add_argument("--repeats", type=int, default=REPEATS, help="runs per server and workload; the best is kept")
+    p.add_argument("--workloads", default="", help="comma-separated keys to run, e.g. c_pub,py_reqrep (default all)")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    which = [args.only] if args.only else ["nats", "mq9"]
+    workloads = WORKLOADS
+    if args.workloads:
+        keys = {k.strip() for k in args.workloads.split(",") if k.strip()}
+        unknown = keys - {w.key for w in WORKLOADS}
+        if unknown:
+            raise BenchError(f"unknown workloads {sorted(unknown)}; known: {[w.key for w in WORKLOADS]}")
+        workloads = [w for w in WORKLOADS if w.key in keys]
+    deadline = 15.0 if args.quick else 30.0  # per client run; a slower run reports what it got
+
+    t0 = time.monotonic()
+    ensure_packages(need_server="nats" in which)
+    build_natsbench()
+    info = machine_info()
+    console.print(f"[bold]core NATS benchmark[/]  {info['cpu_model']}, {info['cores']} cores, "
+                  f"load {info['load_avg_at_start'][0]:.2f}, Python {info['python']}, {info['nats_server']}")
+
+    results: list[dict] = []
+    failed = False
+    dead: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="mq9-bench-") as tmp:
+        servers = make_servers(which, Path(tmp), args.profile)
+        try:
+            for s in servers:
+                s.start()
+                console.print(f"  {s.name} on {s.url}" + ("  (under py-spy)" if s.profiled else ""))
+            for w in workloads:
+                count = w.quick_count if args.quick else w.count
+                runs: dict[str, list[dict]] = {s.name: [] for s in servers}
+                for rep in range(args.repeats):
+                    for s in servers:  # interleaved: nats-server, then mq9, per repeat
+                        if not s.alive():
+                            if s.name not in dead:
+                                dead.add(s.name)
+                                console.print(f"[bold red]{s.name} exited with {s.proc.returncode}[/]; "
+                                              f"its log ends:\n{s.log_tail()}")
+                            r = {"error": f"{s.name} exited with {s.proc.returncode}"}
+                        else:
+                            r = run_client(w, s.url, count, deadline)
+                        runs[s.name].append(r)
+                progress = " | ".join(f"{name} " + ", ".join("error" if "error" in r else fmt_rate(r) for r in rs)
+                                      for name, rs in runs.items())
+                console.print(f"  [dim]{w.key:<12} {progress} ({w.unit})[/]")
+                for name, rs in runs.items():
+                    for msg in dict.fromkeys(r["error"] for r in rs if "error" in r):
+                        console.print(f"    [red]{name}: {msg[:400]}[/]")
+                entry = {"key": w.key, "title": w.title, "client": w.client, "unit": w.unit, "count": count,
+                         "size": w.size, "subs": w.subs, "concurrency": w.concurrency, "servers": {}}
+                for name, rs in runs.items():
+                    best = best_of(rs)
+                    failed |= best is None
+                    entry["servers"][name] = {"best": best, "runs": rs}
+                b_n = entry["servers"].get("nats-server", {}).get("best")
+                b_m = entry["servers"].get("mq9", {}).get("best")
+                entry["ratio"] = round(b_m["rate"] / b_n["rate"], 4) if b_n and b_m and b_n.get("rate") else None
+                results.append(entry)
+        finally:
+            for s in servers:
+                s.stop()
+    elapsed = time.monotonic() - t0
+
+    table = Table(title=f"core NATS, 128 B payloads, best of {args.repeats}, higher is better")
+    table.add_column("workload")
+    table.add_column("client")
+    table.add_column("unit")
+    for name in (s.name for s in servers):
+        table.add_column(name, justify="right")
+    if len(servers) == 2:
+        table.add_column("mq9/nats", justify="right")
+    for e in results:
+        row = [e["title"], e["client"], e["unit"]]
+        row += [fmt_rate(e["servers"][s.name]["best"]) for s in servers]
+        if len(servers) == 2:
+            row.append(f"{e['ratio']:.2f}" if e["ratio"] is not None else "-")
+        table.add_row(*row)
+    console.print(table)
+    partial = any(v["best"] and not v["best"].get("complete") for e in results for v in e["servers"].values())
+    if partial:
+        console.print(f"[yellow]* = no run completed within its {deadline:.0f}s deadline (or a request failed); "
+                      "the figure covers what was delivered[/]")
+    console.print(f"[dim]took {elapsed:.0f}s[/]")
+    if args.profile:
+        console.print("[yellow]mq9 ran under py-spy: its figures include the profiler's overhead[/]; "
+                      f"flame graph: {OUT / 'core_profile.svg'}")
+
+    c_clients = [v["best"]["client"] for e in results for v in e["servers"].values()
+                 if v["best"] and str(v["best"].get("client", "")).startswith("nats.c")]
+    info["nats_c"] = c_clients[0].split()[-1] if c_clients else "unknown"
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = {"machine": info, "quick": args.quick, "repeats": args.repeats, "profile": args.profile,
+              "deadline_s": deadline, "elapsed_s": round(elapsed, 1), "workloads": results}
+    (OUT / "core_nats.json").write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"[dim]wrote {(OUT / 'core_nats.json').relative_to(REPO)}[/]")
+    return 1 if failed else 0
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwind through the `finally` that stops the servers
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        sys.exit(130)

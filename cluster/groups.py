@@ -1,0 +1,205 @@
+"""Queue groups inside apply: who gets which message, and what happens when they don't ack.
+
+A group hands each stored message of its mailbox to exactly one member. Per level it
+keeps a cursor (the next sequence number not yet handed out) and a short, sorted
+redelivery list (messages taken back from a member that NAKed, timed out or left).
+`fill` repeats: take the first member in round-robin order that holds fewer than
+`max_in_flight` messages, give it the next candidate (highest level first; within a
+level the redelivery list, whose entries are older, before the cursor), until no
+member has room or nothing is left. Every choice depends only on the stored state
+and the batch, so every node makes the same one.
+
+The group record (G) is written once per batch if it changed; in-flight messages are
+F keys with a T key per ack deadline, so a tick finds expired deadlines by a range scan.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+from cluster import keys, records
+from cluster.commands import LEVELS
+from cluster.effects import MessageAssigned
+
+if TYPE_CHECKING:
+    from cluster.state import Apply
+
+
+class GroupState:
+    """A group as apply works on it: the record plus its in-flight messages."""
+
+    __slots__ = ("mail_id", "name", "rec", "inflight", "load")
+
+    def __init__(self, mail_id: str, name: str, rec: records.Group, inflight: dict[int, records.Inflight]) -> None:
+        self.mail_id = mail_id
+        self.name = name
+        self.rec = rec
+        self.inflight = inflight
+        self.load: dict[str, int] = {member: 0 for member, _ in rec.members}
+        for entry in inflight.values():
+            if entry.member in self.load:
+                self.load[entry.member] += 1
+
+    def member_node(self, member: str) -> str | None:
+        for m, node in self.rec.members:
+            if m == member:
+                return node
+        return None
+
+
+def load(txn, mail_id: str) -> dict[str, GroupState]:
+    """Every group of a mailbox, from the store (committed state plus this batch)."""
+    out: dict[str, GroupState] = {}
+    prefix = keys.groups(mail_id)
+    for key, value in txn.scan(prefix, keys.end_of(prefix)):
+        name = key[len(prefix):].decode()
+        inflight: dict[int, records.Inflight] = {}
+        fprefix = keys.inflights(mail_id, name)
+        for fkey, fvalue in txn.scan(fprefix, keys.end_of(fprefix)):
+            inflight[keys.unpack_u64(fkey[-8:])[0]] = records.decode_inflight(fvalue)
+        out[name] = GroupState(mail_id, name, records.decode_group(value), inflight)
+    return out
+
+
+def join(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str, node: str, levels: int) -> None:
+    groups = ctx.state.groups_of(ctx.txn, mailbox.mail_id)
+    group = groups.get(name)
+    if group is None:
+        rec = records.Group(levels=levels, members=[], cursor=[0] * LEVELS, redeliver=[])
+        group = groups[name] = GroupState(mailbox.mail_id, name, rec, {})
+    if member not in group.load:
+        group.rec.members.append((member, node))
+        group.load[member] = 0
+        ctx.txn.put(keys.member_index(node, mailbox.mail_id, name, member), b"")
+    ctx.touch(group)
+    fill(ctx, mailbox, group)
+
+
+def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> bool:
+    """Remove a member; its in-flight messages go back for redelivery. False if unknown."""
+    groups = ctx.state.groups_of(ctx.txn, mailbox.mail_id)
+    group = groups.get(name)
+    if group is None or member not in group.load:
+        return False
+    node = group.member_node(member) or ""
+    group.rec.members = [(m, n) for m, n in group.rec.members if m != member]
+    del group.load[member]
+    ctx.txn.delete(keys.member_index(node, mailbox.mail_id, name, member))
+    for seq in sorted(s for s, e in group.inflight.items() if e.member == member):
+        take_back(ctx, group, seq)
+    if not group.rec.members:
+        drop(ctx, group)
+        del groups[name]
+        return True
+    ctx.touch(group)
+    fill(ctx, mailbox, group)
+    return True
+
+
+def drop(ctx: "Apply", group: GroupState) -> None:
+    """Delete a group with no members: its record, in-flight entries and deadlines."""
+    for seq, entry in group.inflight.items():
+        ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
+    prefix = keys.inflights(group.mail_id, group.name)
+    ctx.txn.delete_range(prefix, keys.end_of(prefix))
+    ctx.txn.delete(keys.group(group.mail_id, group.name))
+    ctx.untouch(group)
+
+
+def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
+    """Move an in-flight message to the redelivery list (it keeps its delivery count)."""
+    entry = group.inflight.pop(seq)
+    if entry.member in group.load:
+        group.load[entry.member] -= 1
+    ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
+    ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
+    bisect.insort(group.rec.redeliver, (entry.level, seq, entry.delivery))
+    ctx.touch(group)
+
+
+def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
+    """A message left the mailbox: drop it from the group. True if a member got room."""
+    entry = group.inflight.pop(seq, None)
+    if entry is not None:
+        if entry.member in group.load:
+            group.load[entry.member] -= 1
+        ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
+        ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
+        ctx.touch(group)
+        return True
+    redeliver = group.rec.redeliver
+    for i, (lvl, s, _) in enumerate(redeliver):
+        if s == seq and lvl == level:
+            del redeliver[i]
+            ctx.touch(group)
+            break
+    return False
+
+
+def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) -> bool:
+    """+WPI: push the ack deadline of an in-flight message out by ack_wait."""
+    entry = group.inflight.get(seq)
+    if entry is None:
+        return False
+    ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
+    entry = records.Inflight(entry.member, entry.level, ctx.now + mailbox.ack_wait_ms, entry.delivery)
+    group.inflight[seq] = entry
+    _write_inflight(ctx, group, seq, entry)
+    return True
+
+
+def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
+    """Hand out messages while some member has room and something is waiting."""
+    members = group.rec.members
+    if not members:
+        return
+    limit = mailbox.max_in_flight
+    while True:
+        member = _next_member(group, limit)
+        if member is None:
+            return
+        candidate = _next_candidate(ctx, group)
+        if candidate is None:
+            return
+        level, seq, delivered = candidate
+        entry = records.Inflight(member, level, ctx.now + mailbox.ack_wait_ms, delivered + 1)
+        group.inflight[seq] = entry
+        group.load[member] += 1
+        _write_inflight(ctx, group, seq, entry)
+        ctx.touch(group)
+        ctx.effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
+
+
+def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.Inflight) -> None:
+    ctx.txn.put(keys.inflight(group.mail_id, group.name, seq), records.encode(entry))
+    ctx.txn.put(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq), b"")
+
+
+def _next_member(group: GroupState, limit: int) -> str | None:
+    members = group.rec.members
+    n = len(members)
+    for k in range(n):
+        i = (group.rec.rr + k) % n
+        member = members[i][0]
+        if group.load[member] < limit:
+            group.rec.rr = (i + 1) % n
+            return member
+    return None
+
+
+def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:
+    """(level, seq, deliveries so far) of the next message this group should hand out."""
+    rec = group.rec
+    for level in range(LEVELS):
+        if not rec.levels & (1 << level):
+            continue
+        redeliver = rec.redeliver
+        if redeliver and redeliver[0][0] == level:
+            return redeliver.pop(0)
+        hit = ctx.txn.first(keys.message(group.mail_id, level, rec.cursor[level]), keys.end_of(keys.level_prefix(group.mail_id, level)))
+        if hit is not None:
+            seq = keys.unpack_u64(hit[0][-8:])[0]
+            rec.cursor[level] = seq + 1
+            return level, seq, 0
+    return None

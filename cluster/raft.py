@@ -1,0 +1,122 @@
+"""The only module that imports PySyncObj: one replicated method, snapshots, our settings.
+
+`RaftNode.apply_entry(blob)` is the single `@replicated` method (PySyncObj numbers
+methods by name, so one method that takes an encoded batch keeps the log stable). On
+every node, for every committed entry, PySyncObj's tick thread calls it; we decode the
+batch, apply it to RocksDB (`State.apply_batch`) and hand (index, batch, results,
+effects) to `on_applied`, which passes them to the event loop. The index of the entry
+being applied is PySyncObj's `raftLastApplied + 1` (it is not passed to the method).
+
+Apply must never raise (PySyncObj would re-apply the entry forever): domain errors are
+results; an entry we cannot decode or a store that cannot write is a bug or a broken
+disk, so the process logs it and exits, and a restart replays from the journal.
+
+Settings (see `make_conf`): commands never wait for a leader (we answer 503 instead),
+an isolated leader steps down after `leader_fallback_s`, snapshots are RocksDB
+checkpoints (`cluster/snapshot.py`), and `password` (the cluster secret) encrypts and
+authenticates peer traffic, which PySyncObj otherwise unpickles from anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from cluster import snapshot
+from cluster.commands import Batch, decode_batch
+from cluster.effects import Effect, Result
+from cluster.state import State
+
+log = logging.getLogger("mq9.raft")
+
+OnApplied = Callable[[int, Batch, list[Result], list[Effect]], None]
+
+FAILURE_TEXT = {
+    FAIL_REASON.QUEUE_FULL: "raft queue full",
+    FAIL_REASON.MISSING_LEADER: "no leader (no quorum)",
+    FAIL_REASON.DISCARDED: "discarded by a new leader",
+    FAIL_REASON.NOT_LEADER: "leader changed before commit",
+    FAIL_REASON.LEADER_CHANGED: "leader changed before commit",
+    FAIL_REASON.REQUEST_DENIED: "request denied",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown outcome",
+}
+SUCCESS = FAIL_REASON.SUCCESS
+
+
+def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callable[[int, int], None],
+              leader_fallback_s: float = 1.5) -> SyncObjConf:
+    store = state.store
+    dump = os.path.join(data_dir, "raft.snapshot")
+    return SyncObjConf(
+        journalFile=os.path.join(data_dir, "raft.journal"),
+        fullDumpFile=dump,
+        serializer=lambda path, meta: snapshot.write(store, path, meta),
+        deserializer=lambda path: snapshot.read(store, path, state.reset),
+        useFork=False,
+        appendEntriesUseBatch=False,  # send entries at once: our batcher already groups commands
+        appendEntriesPeriod=0.05,
+        autoTickPeriod=0.01,
+        raftMinTimeout=0.4,
+        raftMaxTimeout=1.0,
+        leaderFallbackTimeout=leader_fallback_s,
+        commandsWaitLeader=False,
+        commandsQueueSize=100_000,
+        logCompactionMinEntries=50_000,
+        logCompactionMinTime=120,
+        connectionRetryTime=0.5,
+        connectionTimeout=2.0,
+        dynamicMembershipChange=False,
+        password=secret or None,
+        onStateChanged=on_state_changed,
+    )
+
+
+class RaftNode(SyncObj):
+    """A PySyncObj node whose state is our RocksDB store."""
+
+    def __init__(self, self_addr: str, peers: list[str], conf: SyncObjConf, state: State, on_applied: OnApplied) -> None:
+        self._state = state
+        self._on_applied = on_applied
+        super().__init__(self_addr, peers, conf)
+
+    @replicated
+    def apply_entry(self, blob: bytes) -> None:
+        index = self._SyncObj__raftLastApplied + 1
+        try:
+            batch = decode_batch(blob)
+        except Exception:
+            log.critical("undecodable log entry at index %d: exiting", index, exc_info=True)
+            os._exit(70)
+        try:
+            out = self._state.apply_batch(batch, index)
+        except BaseException:
+            log.critical("applying index %d failed (storage?): exiting", index, exc_info=True)
+            os._exit(71)
+        if out is not None:
+            self._on_applied(index, batch, out[0], out[1])
+
+    def _checkCommandsToApply(self) -> None:
+        """PySyncObj appends new commands at the end of a tick and commits them in the next.
+
+        With peers, their replies wake the next tick at once; a single node has no one to
+        wake it, so it would wait a whole tick period. Nudge its poller instead.
+        """
+        log_before = len(self._SyncObj__raftLog)
+        super()._checkCommandsToApply()
+        if not self._SyncObj__otherNodes and len(self._SyncObj__raftLog) != log_before:
+            self._SyncObj__pipeNotifier.notify()
+
+    # ---- status ----------------------------------------------------------------------
+
+    def leader_address(self) -> str | None:
+        leader = self._getLeader()
+        return leader.address if leader is not None else None
+
+    def is_leader(self) -> bool:
+        return self._isLeader()
+
+    def term(self) -> int:
+        return self._getTerm()

@@ -1,0 +1,211 @@
+"""The seam between the event loop and Raft: submit a command, await its result.
+
+`Replicator.submit(command)` returns a future. The batcher groups commands; each batch
+is stamped with this node's clock and boot id, encoded, and handed to PySyncObj. When
+the entry is applied (on PySyncObj's tick thread, on every node), the results and
+effects are passed to the loop with `call_soon_threadsafe`; there, the node that sent
+the batch resolves its futures, and every node's listeners (delivery, discovery)
+receive the effects, in log order.
+
+Every write has a deadline (`write_timeout_s`): a batch that is neither applied nor
+refused by then is answered with 503, so a client never hangs and never gets a false
+success. A 503 may still commit later (a leader change can do that); clients that
+retry with a `Nats-Msg-Id` header are safe.
+
+On the leader, a ticker commits a `Tick` whenever a mailbox TTL or an ack deadline is
+due, so time-based decisions happen at one log position on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from functools import partial
+from typing import Callable
+
+from cluster import commands as c
+from cluster import keys
+from cluster.batcher import Batcher
+from cluster.effects import Effect, Failure, Result
+from cluster.raft import FAILURE_TEXT, SUCCESS, RaftNode, make_conf
+from cluster.state import State
+from cluster.store import Store
+
+log = logging.getLogger("mq9.replicator")
+
+Listener = Callable[[int, list[Effect]], None]
+
+
+def unavailable(reason: str) -> Failure:
+    return Failure(503, f"unavailable: {reason}")
+
+
+class Replicator:
+    """One node's access to the replicated state."""
+
+    def __init__(self, data_dir: str, raft_address: str, peers: list[str], secret: str = "",
+                 write_timeout_s: float = 3.0, tick_interval_s: float = 0.25) -> None:
+        self.data_dir = data_dir
+        self.raft_address = raft_address
+        self.peers = [p for p in peers if p != raft_address]
+        self.secret = secret
+        self.write_timeout_s = write_timeout_s
+        self.tick_interval_s = tick_interval_s
+        self.boot = os.urandom(6).hex()  # this process's incarnation
+        os.makedirs(data_dir, exist_ok=True)
+        self.store = Store(os.path.join(data_dir, "rocksdb"))
+        self.state = State(self.store)
+        self.loop_applied_index = self.state.applied_index  # what listeners have seen
+        self.raft: RaftNode | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batcher: Batcher | None = None
+        self._batch_number = 0
+        self._waiting: dict[int, tuple[list[asyncio.Future], asyncio.TimerHandle]] = {}
+        self._listeners: list[Listener] = []
+        self._tasks: list[asyncio.Task] = []
+        self.role_changes = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._batcher = Batcher(self._loop, self._send)
+        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed)
+        self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_on_tick_thread)
+        log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
+        self._tasks.append(self._loop.create_task(self._ticker()))
+        self._tasks.append(self._loop.create_task(self._announce_restart()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.raft is not None:
+            self.raft.destroy()
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_tick_thread_end)
+        self.store.close()
+
+    def _wait_tick_thread_end(self) -> None:
+        deadline = time.monotonic() + 5
+        while self.raft.tick_thread_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def submit(self, command: c.Command) -> asyncio.Future:
+        """Replicate one command; the future resolves to its Result (a 503 Failure on timeout)."""
+        future = self._loop.create_future()
+        self._batcher.add(command, future)
+        return future
+
+    def pending_writes(self) -> int:
+        return sum(len(f) for f, _ in self._waiting.values())
+
+    def _send(self, commands: list[c.Command], futures: list[asyncio.Future]) -> None:
+        self._batch_number += 1
+        number = self._batch_number
+        batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
+        timer = self._loop.call_later(self.write_timeout_s, self._resolve_failed, number, unavailable("write timed out"))
+        self._waiting[number] = (futures, timer)
+        self.raft.apply_entry(c.encode_batch(batch), callback=partial(self._raft_callback, number))
+
+    def _raft_callback(self, number: int, result: object, error: int) -> None:  # tick thread
+        if error != SUCCESS:
+            reason = FAILURE_TEXT.get(error, f"raft error {error}")
+            self._loop.call_soon_threadsafe(self._resolve_failed, number, unavailable(reason))
+
+    def _resolve_failed(self, number: int, failure: Failure) -> None:
+        waiting = self._waiting.pop(number, None)
+        if waiting is None:
+            return
+        futures, timer = waiting
+        timer.cancel()
+        for future in futures:
+            if not future.done():
+                future.set_result(failure)
+        self._batcher.done()
+
+    # ---- applied entries -------------------------------------------------------------
+
+    def _applied_on_tick_thread(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
+        self._loop.call_soon_threadsafe(self._applied, index, batch, results, effects)
+
+    def _applied(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
+        self.loop_applied_index = index
+        if batch.origin == self.boot:
+            waiting = self._waiting.pop(batch.number, None)
+            if waiting is not None:
+                futures, timer = waiting
+                timer.cancel()
+                for future, result in zip(futures, results):
+                    if not future.done():
+                        future.set_result(result)
+                self._batcher.done()
+        if effects:
+            for listener in self._listeners:
+                try:
+                    listener(index, effects)
+                except Exception:
+                    log.exception("effect listener failed at index %d", index)
+
+    # ---- time and membership ---------------------------------------------------------
+
+    def _something_due(self, now_ms: int) -> bool:
+        due = keys.pack_u64(now_ms + 1)
+        return (self.store.first(keys.EXPIRY_PREFIX, keys.EXPIRY_PREFIX + due) is not None
+                or self.store.first(keys.DEADLINE_PREFIX, keys.DEADLINE_PREFIX + due) is not None)
+
+    async def _ticker(self) -> None:
+        ticking: asyncio.Future | None = None
+        while True:
+            await asyncio.sleep(self.tick_interval_s)
+            try:
+                if self.raft.is_leader() and (ticking is None or ticking.done()) \
+                        and self._something_due(int(time.time() * 1000)):
+                    ticking = self.submit(c.Tick())
+            except Exception:
+                log.exception("ticker")
+
+    async def _announce_restart(self) -> None:
+        """Tell the cluster this node restarted, so members of its previous life are dropped."""
+        command = c.NodeRestarted(self.raft_address, self.boot)
+        while True:
+            result = await self.submit(command)
+            if not isinstance(result, Failure):
+                log.info("Joined the cluster as %s (boot %s)", self.raft_address, self.boot)
+                return
+            await asyncio.sleep(0.2)
+
+    # ---- status ----------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.raft_address
+
+    def is_leader(self) -> bool:
+        return self.raft is not None and self.raft.is_leader()
+
+    def status(self) -> dict:
+        raw = self.raft.getStatus() if self.raft else {}
+        leader = raw.get("leader")
+        return {
+            "node": self.raft_address,
+            "state": {0: "follower", 1: "candidate", 2: "leader"}.get(raw.get("state"), "unknown"),
+            "leader": leader.address if leader is not None else None,
+            "term": raw.get("raft_term"),
+            "commit_index": raw.get("commit_idx"),
+            "applied_index": raw.get("last_applied"),
+            "log_len": raw.get("log_len"),
+            "has_quorum": raw.get("has_quorum"),
+            "peers": {p: raw.get(f"partner_node_status_server_{p}", 0) == 2 for p in self.peers},
+            "match_index": {p: raw.get(f"match_idx_server_{p}") for p in self.peers},
+        }
+
+    def _on_state_changed(self, old: int, new: int) -> None:  # tick thread
+        self.role_changes += 1
+        names = {0: "follower", 1: "candidate", 2: "leader"}
+        log.info("Raft state %s -> %s", names.get(old, old), names.get(new, new))

@@ -1,0 +1,313 @@
+"""Deterministic apply: (stored state, batch, index) -> new state, results, effects.
+
+`State.apply_batch` is called for every committed Raft entry on every node, in log
+order. It skips entries at or below the applied index stored in RocksDB (a replay after
+restart), takes time only from the batch (`now = max(previous log time, batch time)`,
+so log time never goes backwards), first retires what is due at `now` (expired
+mailboxes, ack deadlines that passed), then runs each command's handler, and commits
+everything in one WriteBatch with the new applied index.
+
+Rules that keep every node identical: no clock, no randomness, no iteration over
+unordered sets, no exceptions out of apply. Domain errors are `Failure` results; a
+handler that raises anyway (a bug) is logged and answered with a 500 result, and the
+same bug makes the same choice on every node.
+
+Caches (mailbox records, loaded groups) are pure functions of the store and are
+dropped whenever the store is swapped for a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from cluster import commands as c
+from cluster import groups, keys, records
+from cluster.effects import (
+    DONE,
+    Created,
+    Effect,
+    Failure,
+    MailboxCreated,
+    MailboxExpired,
+    MessageRemoved,
+    MessageStored,
+    Result,
+    Stored,
+    not_found,
+)
+from cluster.store import Store, Txn
+
+log = logging.getLogger("mq9.state")
+
+EXPIRE_PER_BATCH = 256  # mailboxes / ack deadlines retired per batch at most; the rest next time
+MAILBOX_CACHE_MAX = 65536
+
+
+class Apply:
+    """The context of one batch being applied."""
+
+    __slots__ = ("state", "txn", "now", "index", "effects", "_touched")
+
+    def __init__(self, state: "State", txn: Txn, now: int, index: int) -> None:
+        self.state = state
+        self.txn = txn
+        self.now = now
+        self.index = index
+        self.effects: list[Effect] = []
+        self._touched: dict[tuple[str, str], groups.GroupState] = {}
+
+    def touch(self, group: groups.GroupState) -> None:
+        self._touched[(group.mail_id, group.name)] = group
+
+    def untouch(self, group: groups.GroupState) -> None:
+        self._touched.pop((group.mail_id, group.name), None)
+
+    def save_groups(self) -> None:
+        for group in self._touched.values():
+            self.txn.put(keys.group(group.mail_id, group.name), records.encode(group.rec))
+
+
+class State:
+    """The replicated state machine over one Store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.applied_index, self.now_ms = store.applied()
+        self._mailboxes: dict[str, records.Mailbox | None] = {}
+        self._groups: dict[str, dict[str, groups.GroupState]] = {}
+
+    def reset(self) -> None:
+        """The store changed under us (snapshot installed): forget every cache."""
+        self.applied_index, self.now_ms = self.store.applied()
+        self._mailboxes.clear()
+        self._groups.clear()
+
+    # ---- apply ---------------------------------------------------------------------
+
+    def apply_batch(self, batch: c.Batch, index: int) -> tuple[list[Result], list[Effect]] | None:
+        """Apply one log entry. Returns None for an entry already applied before a restart."""
+        if index <= self.applied_index:
+            return None
+        now = max(self.now_ms, batch.time_ms)
+        ctx = Apply(self, self.store.begin(), now, index)
+        self._retire_due(ctx)
+        results: list[Result] = []
+        for position, command in enumerate(batch.commands[: keys.MAX_BATCH_COMMANDS]):
+            handler = _HANDLERS.get(type(command))
+            try:
+                results.append(handler(self, ctx, command, position) if handler else Failure(400, "unknown command"))
+            except Exception:  # a bug; every node hits the same one, so they stay identical
+                log.exception("apply: %s at index %d failed", type(command).__name__, index)
+                results.append(Failure(500, "internal error"))
+        ctx.save_groups()
+        self.store.commit(ctx.txn, index, now)
+        self.applied_index = index
+        self.now_ms = now
+        return results, ctx.effects
+
+    # ---- reads used by handlers ------------------------------------------------------
+
+    def mailbox(self, txn: Txn, mail_id: str) -> records.Mailbox | None:
+        if mail_id in self._mailboxes:
+            return self._mailboxes[mail_id]
+        raw = txn.get(keys.mailbox(mail_id))
+        mb = records.decode_mailbox(raw) if raw is not None else None
+        if len(self._mailboxes) >= MAILBOX_CACHE_MAX:
+            self._mailboxes.clear()
+        self._mailboxes[mail_id] = mb
+        return mb
+
+    def groups_of(self, txn: Txn, mail_id: str) -> dict[str, groups.GroupState]:
+        found = self._groups.get(mail_id)
+        if found is None:
+            found = self._groups[mail_id] = groups.load(txn, mail_id)
+        return found
+
+    def _live(self, ctx: Apply, mail_id: str) -> records.Mailbox | None:
+        """The mailbox if it exists and has not expired by the batch's time."""
+        mb = self.mailbox(ctx.txn, mail_id)
+        if mb is not None and mb.expires_ms and mb.expires_ms <= ctx.now:
+            self._expire(ctx, mb)
+            return None
+        return mb
+
+    # ---- time ------------------------------------------------------------------------
+
+    def _retire_due(self, ctx: Apply) -> None:
+        txn, now = ctx.txn, ctx.now
+        due = keys.EXPIRY_PREFIX + keys.pack_u64(now + 1)
+        for key, _ in list(txn.scan(keys.EXPIRY_PREFIX, due, EXPIRE_PER_BATCH)):
+            _, mail_id = keys.split_expiry(key)
+            mb = self.mailbox(txn, mail_id)
+            if mb is not None:
+                self._expire(ctx, mb)
+            else:
+                txn.delete(key)
+        due = keys.DEADLINE_PREFIX + keys.pack_u64(now + 1)
+        for key, _ in list(txn.scan(keys.DEADLINE_PREFIX, due, EXPIRE_PER_BATCH)):
+            _, mail_id, name, seq = keys.split_deadline(key)
+            mb = self.mailbox(txn, mail_id)
+            group = self.groups_of(txn, mail_id).get(name) if mb is not None else None
+            if group is None or seq not in group.inflight:
+                txn.delete(key)
+                continue
+            groups.take_back(ctx, group, seq)
+            groups.fill(ctx, mb, group)
+
+    def _expire(self, ctx: Apply, mb: records.Mailbox) -> None:
+        """Remove a mailbox and everything in it."""
+        txn, mail_id = ctx.txn, mb.mail_id
+        for group in list(self.groups_of(txn, mail_id).values()):
+            for member, node in group.rec.members:
+                txn.delete(keys.member_index(node, mail_id, group.name, member))
+            groups.drop(ctx, group)
+        self._groups.pop(mail_id, None)
+        for prefix in (keys.messages(mail_id), keys.dedups(mail_id), keys.groups(mail_id), keys.inflights(mail_id)):
+            txn.delete_range(prefix, keys.end_of(prefix))
+        txn.delete(keys.mailbox(mail_id))
+        txn.delete(keys.public(mail_id))
+        if mb.expires_ms:
+            txn.delete(keys.expiry(mb.expires_ms, mail_id))
+        self._mailboxes[mail_id] = None
+        ctx.effects.append(MailboxExpired(mb))
+
+    # ---- handlers --------------------------------------------------------------------
+
+    def _create(self, ctx: Apply, cmd: c.CreateMailbox, position: int) -> Result:
+        if cmd.ttl_s < 0 or cmd.ack_wait_ms <= 0 or cmd.max_in_flight <= 0 or not cmd.mail_id:
+            return Failure(400, "invalid mailbox settings")
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is not None:  # idempotent, and the TTL is not reset (seed semantics)
+            return Created(mb.mail_id, False, mb.ttl_s, mb.expires_ms or None)
+        expires = ctx.now + cmd.ttl_s * 1000 if cmd.ttl_s else 0
+        mb = records.Mailbox(
+            cmd.mail_id, cmd.public, cmd.name, cmd.desc, cmd.ttl_s, ctx.now, expires,
+            cmd.ack_wait_ms, cmd.max_in_flight, ctx.index,
+        )
+        txn = ctx.txn
+        txn.put(keys.mailbox(cmd.mail_id), records.encode(mb))
+        if expires:
+            txn.put(keys.expiry(expires, cmd.mail_id), b"")
+        if cmd.public:
+            txn.put(keys.public(cmd.mail_id), b"")
+        self._mailboxes[cmd.mail_id] = mb
+        ctx.effects.append(MailboxCreated(mb))
+        return Created(cmd.mail_id, True, cmd.ttl_s, expires or None)
+
+    def _store(self, ctx: Apply, cmd: c.StoreMessage, position: int) -> Result:
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is None:
+            return not_found(cmd.mail_id)
+        if not 0 <= cmd.word < len(c.WORDS):
+            return Failure(400, "invalid priority")
+        txn = ctx.txn
+        if cmd.dedup_id:
+            dkey = keys.dedup(cmd.mail_id, cmd.dedup_id)
+            seen = txn.get(dkey)
+            if seen is not None:
+                return Stored(cmd.mail_id, keys.unpack_u64(seen)[0], duplicate=True)
+        seq = keys.seq_for(ctx.index, position)
+        level = c.WORD_INDEX_LEVEL[cmd.word]
+        txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
+        if cmd.dedup_id:
+            txn.put(dkey, keys.pack_u64(seq))
+        ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
+        for group in self.groups_of(txn, cmd.mail_id).values():
+            if group.rec.levels & (1 << level):
+                groups.fill(ctx, mb, group)
+        return Stored(cmd.mail_id, seq)
+
+    def _find_level(self, txn: Txn, mail_id: str, seq: int) -> int | None:
+        for level in range(c.LEVELS):
+            if txn.get(keys.message(mail_id, level, seq)) is not None:
+                return level
+        return None
+
+    def _remove(self, ctx: Apply, mb: records.Mailbox, level: int, seq: int) -> None:
+        ctx.txn.delete(keys.message(mb.mail_id, level, seq))
+        ctx.effects.append(MessageRemoved(mb.mail_id, seq))
+        for group in self.groups_of(ctx.txn, mb.mail_id).values():
+            if groups.forget(ctx, group, level, seq):
+                groups.fill(ctx, mb, group)
+
+    def _ack(self, ctx: Apply, cmd: c.Ack, position: int) -> Result:
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is None:
+            return not_found(cmd.mail_id)
+        level = self._find_level(ctx.txn, cmd.mail_id, cmd.seq)
+        if level is None:
+            return Failure(404, f"message {cmd.seq} not found in {cmd.mail_id} (already acknowledged?)")
+        if cmd.kind in (c.ACK, c.TERM):
+            self._remove(ctx, mb, level, cmd.seq)
+            return DONE
+        group = self.groups_of(ctx.txn, cmd.mail_id).get(cmd.group) if cmd.group else None
+        if group is None or cmd.seq not in group.inflight:
+            return DONE  # a plain subscriber's NAK/WPI: the message simply stays stored
+        if cmd.kind == c.NAK:
+            groups.take_back(ctx, group, cmd.seq)
+            groups.fill(ctx, mb, group)
+        elif cmd.kind == c.WPI:
+            groups.extend(ctx, mb, group, cmd.seq)
+        else:
+            return Failure(400, "unknown acknowledgement")
+        return DONE
+
+    def _delete(self, ctx: Apply, cmd: c.DeleteMessage, position: int) -> Result:
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is None:
+            return not_found(cmd.mail_id)
+        level = self._find_level(ctx.txn, cmd.mail_id, cmd.seq)
+        if level is None:
+            return Failure(404, f"message {cmd.seq} not found in {cmd.mail_id}")
+        self._remove(ctx, mb, level, cmd.seq)
+        return DONE
+
+    def _join(self, ctx: Apply, cmd: c.GroupJoin, position: int) -> Result:
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is None:
+            return not_found(cmd.mail_id)
+        if not cmd.levels & c.ALL_LEVELS:
+            return Failure(400, "empty level filter")
+        groups.join(ctx, mb, cmd.group, cmd.member, cmd.node, cmd.levels & c.ALL_LEVELS)
+        return DONE
+
+    def _leave(self, ctx: Apply, cmd: c.GroupLeave, position: int) -> Result:
+        mb = self._live(ctx, cmd.mail_id)
+        if mb is None:
+            return not_found(cmd.mail_id)
+        return DONE if groups.leave(ctx, mb, cmd.group, cmd.member) else Failure(404, "no such member")
+
+    def _tick(self, ctx: Apply, cmd: c.Tick, position: int) -> Result:
+        return None
+
+    def _node_restarted(self, ctx: Apply, cmd: c.NodeRestarted, position: int) -> Result:
+        self._drop_node_members(ctx, cmd.node, keep_boot=cmd.boot)
+        return DONE
+
+    def _node_down(self, ctx: Apply, cmd: c.NodeDown, position: int) -> Result:
+        self._drop_node_members(ctx, cmd.node, keep_boot=None)
+        return DONE
+
+    def _drop_node_members(self, ctx: Apply, node: str, keep_boot: str | None) -> None:
+        prefix = keys.node_members(node)
+        for key, _ in list(ctx.txn.scan(prefix, keys.end_of(prefix))):
+            _, mail_id, name, member = keys.split_member_index(key)
+            if keep_boot is not None and member.split("/")[1:2] == [keep_boot]:
+                continue
+            mb = self.mailbox(ctx.txn, mail_id)
+            if mb is None or not groups.leave(ctx, mb, name, member):
+                ctx.txn.delete(key)
+
+
+_HANDLERS: dict[type, Callable] = {
+    c.CreateMailbox: State._create,
+    c.StoreMessage: State._store,
+    c.Ack: State._ack,
+    c.DeleteMessage: State._delete,
+    c.GroupJoin: State._join,
+    c.GroupLeave: State._leave,
+    c.Tick: State._tick,
+    c.NodeRestarted: State._node_restarted,
+    c.NodeDown: State._node_down,
+}

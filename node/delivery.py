@@ -1,0 +1,331 @@
+"""Applied effects -> MSG frames for this node's mailbox subscribers.
+
+Three kinds of local subscription live here, not in the core router:
+- plain mailbox subscriptions get every stored message: first a replay of what is
+  stored, highest level first and FIFO within a level, then each new message as its
+  batch is applied;
+- queue-group members get only what apply assigned to them (`MessageAssigned`);
+- PUBLIC.LIST subscriptions get one `snapshot` event per live public mailbox, then
+  `created` / `expired` events.
+
+No gap, no duplicate between replay and live delivery: a replay reads through one
+RocksDB iterator, whose implicit snapshot also holds the applied index `cut` of that
+moment. Effects of entries at or below `cut` are already in the replay and are
+skipped for that subscription; later ones are buffered while the replay runs and sent
+after it. The replay runs in chunks and waits while the client's socket is behind, so
+a subscriber catching up on 100,000 messages is paced, not cut off as slow.
+
+Queue-group membership is replicated: subscribing commits a `GroupJoin`, leaving (or
+disconnecting) a `GroupLeave`, retried until it commits, so a dead member's messages
+are always taken back. A member of a mailbox that does not exist yet joins when the
+mailbox is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from cluster import commands as c
+from cluster import keys, records
+from cluster.effects import Failure, MailboxCreated, MailboxExpired, MessageAssigned, MessageStored
+from cluster.replicator import Replicator
+from node import mq9_subjects as subj
+from node.subjects import Subscription
+
+if TYPE_CHECKING:
+    from node.connection import ClientConnection
+    from node.server import Server
+
+log = logging.getLogger("mq9.delivery")
+
+REPLAY_CHUNK = 512
+REPLAY_PAUSE_BYTES = 4 << 20  # wait while the client has this much unsent
+_json = msgspec.json.Encoder()
+
+
+class MailboxSub:
+    """One mailbox (or PUBLIC.LIST) subscription of a local client."""
+
+    __slots__ = ("sub", "client", "mail_id", "levels", "group", "member", "cut", "replaying", "buffer",
+                 "closed", "joined", "joining")
+
+    def __init__(self, sub: Subscription, client: "ClientConnection", mail_id: str, levels: int,
+                 group: str | None = None, member: str | None = None) -> None:
+        self.sub = sub
+        self.client = client
+        self.mail_id = mail_id
+        self.levels = levels
+        self.group = group
+        self.member = member
+        self.cut = 0
+        self.replaying = False
+        self.buffer: list[tuple[int, object]] = []
+        self.closed = False
+        self.joined = False
+        self.joining = False
+
+
+def _applied_index(it) -> int:
+    """The applied Raft index as seen by iterator `it` (its snapshot)."""
+    it.seek(keys.META)
+    return keys.unpack_u64(it.value()[:8])[0] if it.valid() and it.key() == keys.META else 0
+
+
+def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None) -> bytes:
+    """The delivered message's NATS/1.0 block: mq9 headers, then the sender's own."""
+    block = b"NATS/1.0\r\nmq9-msg-id: %d\r\nmq9-priority: %s\r\nmq9-ts: %d\r\nmq9-delivery: %d\r\n" % (
+        seq, c.WORDS[word].encode(), ts_ms, delivery)
+    if sender:
+        first = sender.find(b"\r\n")
+        rest = sender[first + 2:] if first >= 0 else b""
+        return block + (rest if rest.endswith(b"\r\n\r\n") or rest == b"\r\n" else rest + b"\r\n")
+    return block + b"\r\n"
+
+
+def public_event(event: str, mb: records.Mailbox) -> bytes:
+    return _json.encode({
+        "event": event, "mail_id": mb.mail_id, "name": mb.name, "desc": mb.desc,
+        "ttl": mb.ttl_s, "expires_at": mb.expires_ms or None,
+    })
+
+
+class Delivery:
+    """Local mailbox subscriptions and what the log tells them."""
+
+    def __init__(self, server: "Server", replicator: Replicator) -> None:
+        self.server = server
+        self.replicator = replicator
+        self.plain: dict[str, list[MailboxSub]] = {}
+        self.members: dict[str, MailboxSub] = {}
+        self.waiting_members: dict[str, list[MailboxSub]] = {}  # mailbox not there yet
+        self.watchers: list[MailboxSub] = []
+        self.by_sub: dict[Subscription, MailboxSub] = {}
+        replicator.add_listener(self.on_effects)
+
+    # ---- subscriptions ---------------------------------------------------------------
+
+    def add_plain(self, client: "ClientConnection", sub: Subscription, mail_id: str, levels: int) -> None:
+        ms = MailboxSub(sub, client, mail_id, levels)
+        self.by_sub[sub] = ms
+        self.plain.setdefault(mail_id, []).append(ms)
+        ms.replaying = True
+        it = self.replicator.store.db.iter()  # its implicit snapshot is the replay's view
+        ms.cut = _applied_index(it)
+        asyncio.get_running_loop().create_task(self._replay(ms, it))
+
+    def add_member(self, client: "ClientConnection", sub: Subscription, mail_id: str, levels: int, queue: str) -> None:
+        group = queue if levels == c.ALL_LEVELS else f"{queue}#{levels}"
+        member = f"{self.replicator.node_id}/{self.replicator.boot}/{client.cid}/{sub.sid.decode(errors='replace')}"
+        ms = MailboxSub(sub, client, mail_id, levels, group, member)
+        self.by_sub[sub] = ms
+        self.members[member] = ms
+        self._join(ms)
+
+    def add_watcher(self, client: "ClientConnection", sub: Subscription) -> None:
+        ms = MailboxSub(sub, client, "", c.ALL_LEVELS)
+        it = self.replicator.store.db.iter()  # one iterator: one consistent view
+        ms.cut = _applied_index(it)
+        names = []
+        it.seek(keys.PUBLIC_PREFIX)
+        while it.valid() and it.key()[:1] == keys.PUBLIC_PREFIX:
+            names.append(it.key()[1:].decode())
+            it.next()
+        for name in names:
+            it.seek(keys.mailbox(name))
+            if it.valid() and it.key() == keys.mailbox(name):
+                self._send_event(ms, public_event("snapshot", records.decode_mailbox(it.value())))
+        self.by_sub[sub] = ms
+        self.watchers.append(ms)
+
+    def remove(self, sub: Subscription) -> None:
+        ms = self.by_sub.pop(sub, None)
+        if ms is None:
+            return
+        ms.closed = True
+        if ms.member is not None:
+            self.members.pop(ms.member, None)
+            waiting = self.waiting_members.get(ms.mail_id)
+            if waiting and ms in waiting:
+                waiting.remove(ms)
+            if ms.joined:
+                self._leave(ms)
+        elif ms in self.watchers:
+            self.watchers.remove(ms)
+        else:
+            subs = self.plain.get(ms.mail_id)
+            if subs is not None:
+                subs.remove(ms)
+                if not subs:
+                    del self.plain[ms.mail_id]
+
+    # ---- group membership ------------------------------------------------------------
+
+    def _join(self, ms: MailboxSub) -> None:
+        ms.joining = True
+        cmd = c.GroupJoin(ms.mail_id, ms.group, ms.member, self.replicator.node_id, ms.levels)
+        self.replicator.submit(cmd).add_done_callback(lambda f: self._joined(ms, f.result()))
+
+    def _joined(self, ms: MailboxSub, result: object) -> None:
+        ms.joining = False
+        if isinstance(result, Failure):
+            if ms.closed:
+                return
+            if result.code == 404:  # no such mailbox yet: join when it is created
+                self.waiting_members.setdefault(ms.mail_id, []).append(ms)
+            else:
+                asyncio.get_running_loop().call_later(0.2, self._join_if_open, ms)
+            return
+        ms.joined = True
+        if ms.closed:  # unsubscribed while the join was on its way
+            self._leave(ms)
+
+    def _join_if_open(self, ms: MailboxSub) -> None:
+        if not ms.closed and not ms.joined and not ms.joining:
+            self._join(ms)
+
+    def _leave(self, ms: MailboxSub) -> None:
+        ms.joined = False
+        cmd = c.GroupLeave(ms.mail_id, ms.group, ms.member)
+
+        def done(future: asyncio.Future) -> None:
+            result = future.result()
+            if isinstance(result, Failure) and result.code == 503:
+                asyncio.get_running_loop().call_later(0.2, lambda: self._retry_leave(cmd))
+
+        self.replicator.submit(cmd).add_done_callback(done)
+
+    def _retry_leave(self, cmd: c.GroupLeave) -> None:
+        def done(future: asyncio.Future) -> None:
+            result = future.result()
+            if isinstance(result, Failure) and result.code == 503:
+                asyncio.get_running_loop().call_later(0.5, lambda: self._retry_leave(cmd))
+
+        self.replicator.submit(cmd).add_done_callback(done)
+
+    # ---- effects ---------------------------------------------------------------------
+
+    def on_effects(self, index: int, effects: list) -> None:
+        stored_here: dict[int, MessageStored] | None = None
+        for effect in effects:
+            kind = type(effect)
+            if kind is MessageStored:
+                subs = self.plain.get(effect.mail_id)
+                if subs:
+                    bit = 1 << effect.level
+                    for ms in subs:
+                        if ms.levels & bit and index > ms.cut:
+                            if ms.replaying:
+                                ms.buffer.append((index, effect))
+                            else:
+                                self._send_stored(ms, effect, 1)
+            elif kind is MessageAssigned:
+                ms = self.members.get(effect.member)
+                if ms is None:
+                    continue
+                if stored_here is None:
+                    stored_here = {e.seq: e for e in effects if type(e) is MessageStored}
+                self._send_assigned(ms, effect, stored_here.get(effect.seq))
+            elif kind is MailboxCreated:
+                self._mailbox_created(index, effect.mailbox)
+            elif kind is MailboxExpired:
+                self._mailbox_expired(index, effect.mailbox)
+
+    def _mailbox_created(self, index: int, mb: records.Mailbox) -> None:
+        for ms in self.waiting_members.pop(mb.mail_id, []):
+            if not ms.closed:
+                self._join(ms)
+        if mb.public:
+            self._announce(index, "created", mb)
+
+    def _mailbox_expired(self, index: int, mb: records.Mailbox) -> None:
+        for ms in list(self.members.values()):
+            if ms.mail_id == mb.mail_id and ms.joined:  # apply dropped the groups with the mailbox
+                ms.joined = False
+                self.waiting_members.setdefault(mb.mail_id, []).append(ms)
+        if mb.public:
+            self._announce(index, "expired", mb)
+
+    def _announce(self, index: int, event: str, mb: records.Mailbox) -> None:
+        body = None
+        for ms in self.watchers:
+            if index > ms.cut:
+                body = body or public_event(event, mb)
+                self._send_event(ms, body)
+
+    # ---- frames ----------------------------------------------------------------------
+
+    def _send_event(self, ms: MailboxSub, body: bytes) -> None:
+        ms.client.deliver(ms.sub, subj.PUBLIC_LIST, None, None, body)
+
+    def _send_stored(self, ms: MailboxSub, e: MessageStored, delivery: int) -> None:
+        ms.client.deliver(
+            ms.sub,
+            subj.message_subject(e.mail_id, e.word),
+            subj.ack_subject(e.seq, None, e.mail_id),
+            headers_for(e.seq, e.word, e.ts_ms, delivery, e.headers),
+            e.payload,
+        )
+
+    def _send_assigned(self, ms: MailboxSub, e: MessageAssigned, stored: MessageStored | None) -> None:
+        if stored is not None:
+            word, ts, hdrs, payload = stored.word, stored.ts_ms, stored.headers, stored.payload
+        else:
+            raw = self.replicator.store.get(keys.message(e.mail_id, e.level, e.seq))
+            if raw is None:
+                return  # acknowledged or deleted since: nothing to hand over
+            msg = records.decode_message(raw)
+            word, ts, hdrs, payload = msg.word, msg.ts_ms, msg.headers, msg.payload
+        ms.client.deliver(
+            ms.sub,
+            subj.message_subject(e.mail_id, word),
+            subj.ack_subject(e.seq, e.group, e.mail_id),
+            headers_for(e.seq, word, ts, e.delivery, hdrs),
+            payload,
+        )
+
+    async def _replay(self, ms: MailboxSub, it) -> None:
+        """Deliver what is stored, paced by the client's socket, then go live."""
+        try:
+            client = ms.client
+            for level in range(c.LEVELS):
+                if not ms.levels & (1 << level):
+                    continue
+                prefix = keys.level_prefix(ms.mail_id, level)
+                it.seek(prefix)
+                sent = 0
+                while it.valid() and not ms.closed:
+                    key = it.key()
+                    if not key.startswith(prefix):
+                        break
+                    msg = records.decode_message(it.value())
+                    seq = keys.unpack_u64(key[-8:])[0]
+                    client.deliver(ms.sub, subj.message_subject(ms.mail_id, msg.word),
+                                   subj.ack_subject(seq, None, ms.mail_id),
+                                   headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload)
+                    it.next()
+                    sent += 1
+                    if sent % REPLAY_CHUNK == 0:
+                        await self._paced(client)
+                if ms.closed:
+                    return
+            for index, effect in ms.buffer:  # what was applied while we replayed, in log order
+                if ms.closed:
+                    return
+                if index > ms.cut:
+                    self._send_stored(ms, effect, 1)
+        except Exception:
+            log.exception("replay of %s failed", ms.mail_id)
+        finally:
+            ms.buffer = []
+            ms.replaying = False
+
+    async def _paced(self, client: "ClientConnection") -> None:
+        client.flush()
+        transport = client.transport
+        while not client.closed and transport is not None and transport.get_write_buffer_size() > REPLAY_PAUSE_BYTES:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0)
