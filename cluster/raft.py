@@ -25,6 +25,8 @@ from typing import Callable
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
+__all__ = ["FAIL_REASON", "RaftNode", "make_conf"]
+
 from cluster import snapshot
 from cluster.commands import Batch, decode_batch
 from cluster.effects import Effect, Result

@@ -10,7 +10,9 @@ receive the effects, in log order.
 Every write has a deadline (`write_timeout_s`): a batch that is neither applied nor
 refused by then is answered with 503, so a client never hangs and never gets a false
 success. A 503 may still commit later (a leader change can do that); clients that
-retry with a `Nats-Msg-Id` header are safe.
+retry with a `Nats-Msg-Id` header are safe. While there is no leader (start-up, an
+election) a batch that PySyncObj refused without sending is resent every
+`RETRY_S` until the deadline, so a failover shows up as a delay, not as errors.
 
 On the leader, a ticker commits a `Tick` whenever a mailbox TTL or an ack deadline is
 due, so time-based decisions happen at one log position on every node.
@@ -29,13 +31,15 @@ from cluster import commands as c
 from cluster import keys
 from cluster.batcher import Batcher
 from cluster.effects import Effect, Failure, Result
-from cluster.raft import FAILURE_TEXT, SUCCESS, RaftNode, make_conf
+from cluster.raft import FAIL_REASON, FAILURE_TEXT, SUCCESS, RaftNode, make_conf
 from cluster.state import State
 from cluster.store import Store
 
 log = logging.getLogger("mq9.replicator")
 
 Listener = Callable[[int, list[Effect]], None]
+RETRY_S = 0.05
+RETRYABLE = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}  # never left this node: safe to resend
 
 
 def unavailable(reason: str) -> Failure:
@@ -62,7 +66,7 @@ class Replicator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: Batcher | None = None
         self._batch_number = 0
-        self._waiting: dict[int, tuple[list[asyncio.Future], asyncio.TimerHandle]] = {}
+        self._waiting: dict[int, tuple[list[asyncio.Future], asyncio.TimerHandle, bytes]] = {}
         self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task] = []
         self.role_changes = 0
@@ -109,20 +113,28 @@ class Replicator:
         self._batch_number += 1
         number = self._batch_number
         batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
+        blob = c.encode_batch(batch)
         timer = self._loop.call_later(self.write_timeout_s, self._resolve_failed, number, unavailable("write timed out"))
-        self._waiting[number] = (futures, timer)
-        self.raft.apply_entry(c.encode_batch(batch), callback=partial(self._raft_callback, number))
+        self._waiting[number] = (futures, timer, blob)
+        self.raft.apply_entry(blob, callback=partial(self._raft_callback, number))
 
     def _raft_callback(self, number: int, result: object, error: int) -> None:  # tick thread
-        if error != SUCCESS:
+        if error in RETRYABLE:
+            self._loop.call_soon_threadsafe(self._loop.call_later, RETRY_S, self._resend, number)
+        elif error != SUCCESS:
             reason = FAILURE_TEXT.get(error, f"raft error {error}")
             self._loop.call_soon_threadsafe(self._resolve_failed, number, unavailable(reason))
+
+    def _resend(self, number: int) -> None:
+        waiting = self._waiting.get(number)
+        if waiting is not None:  # still inside its deadline
+            self.raft.apply_entry(waiting[2], callback=partial(self._raft_callback, number))
 
     def _resolve_failed(self, number: int, failure: Failure) -> None:
         waiting = self._waiting.pop(number, None)
         if waiting is None:
             return
-        futures, timer = waiting
+        futures, timer, _ = waiting
         timer.cancel()
         for future in futures:
             if not future.done():
@@ -139,7 +151,7 @@ class Replicator:
         if batch.origin == self.boot:
             waiting = self._waiting.pop(batch.number, None)
             if waiting is not None:
-                futures, timer = waiting
+                futures, timer, _ = waiting
                 timer.cancel()
                 for future, result in zip(futures, results):
                     if not future.done():

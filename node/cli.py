@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from node import cli_mailbox
 from node.config import Settings, parse_hostport
 
 app = typer.Typer(
@@ -103,6 +104,8 @@ def serve(
     )
     node_app.run(settings)
 
+
+cli_mailbox.register(app)
 
 if __name__ == "__main__":
     app()

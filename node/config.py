@@ -57,7 +57,7 @@ class Settings:
     peers: tuple[str, ...] = ()
     cluster_secret: str = ""
     advertise: str = ""  # the client URL other nodes tell clients (default host:port)
-    write_timeout_s: float = 3.0  # every replicated write ends in a reply or a 503 by then
+    write_timeout_s: float = 2.5  # every replicated write ends in a reply or a 503 by then
     # mq9 defaults
     default_ttl_s: int = 86400
     default_ack_wait_s: float = 30.0
