@@ -11,6 +11,9 @@ and the batch, so every node makes the same one.
 
 The group record (G) is written once per batch if it changed; in-flight messages are
 F keys with a T key per ack deadline, so a tick finds expired deadlines by a range scan.
+A group outlives its members (like a JetStream durable consumer): when the last one
+leaves, its cursors and redelivery list stay, so the next member continues where the
+group was and redeliveries keep counting. It goes away with its mailbox.
 """
 
 from __future__ import annotations
@@ -88,17 +91,13 @@ def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> boo
     ctx.txn.delete(keys.member_index(node, mailbox.mail_id, name, member))
     for seq in sorted(s for s, e in group.inflight.items() if e.member == member):
         take_back(ctx, group, seq)
-    if not group.rec.members:
-        drop(ctx, group)
-        del groups[name]
-        return True
-    ctx.touch(group)
+    ctx.touch(group)  # a group outlives its members, like a durable consumer: its position stays
     fill(ctx, mailbox, group)
     return True
 
 
 def drop(ctx: "Apply", group: GroupState) -> None:
-    """Delete a group with no members: its record, in-flight entries and deadlines."""
+    """Delete a group (its mailbox expired): its record, in-flight entries and deadlines."""
     for seq, entry in group.inflight.items():
         ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
     prefix = keys.inflights(group.mail_id, group.name)
@@ -156,12 +155,14 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         return
     limit = mailbox.max_in_flight
     while True:
-        member = _next_member(group, limit)
-        if member is None:
+        position = _next_member(group, limit)
+        if position is None:
             return
         candidate = _next_candidate(ctx, group)
         if candidate is None:
             return
+        member = members[position][0]
+        group.rec.rr = (position + 1) % len(members)  # move on only when something was handed out
         level, seq, delivered = candidate
         entry = records.Inflight(member, level, ctx.now + mailbox.ack_wait_ms, delivered + 1)
         group.inflight[seq] = entry
@@ -176,15 +177,14 @@ def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.In
     ctx.txn.put(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq), b"")
 
 
-def _next_member(group: GroupState, limit: int) -> str | None:
+def _next_member(group: GroupState, limit: int) -> int | None:
+    """Position of the next member in round-robin order with room for one more message."""
     members = group.rec.members
     n = len(members)
     for k in range(n):
         i = (group.rec.rr + k) % n
-        member = members[i][0]
-        if group.load[member] < limit:
-            group.rec.rr = (i + 1) % n
-            return member
+        if group.load[members[i][0]] < limit:
+            return i
     return None
 
 

@@ -1,0 +1,174 @@
+"""Commands and deterministic apply, on real RocksDB stores (no node process needed)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from cluster import commands as c
+from cluster import keys
+from cluster.effects import Created, Failure, MailboxExpired, MessageAssigned, MessageStored, Stored
+from cluster.state import State
+from cluster.store import Store
+
+
+def _state(tmp_path, name="db") -> State:
+    return State(Store(str(tmp_path / name)))
+
+
+def _dump(state: State) -> list[tuple[bytes, bytes]]:
+    return list(state.store.scan(b"", b"\xff" * 8))
+
+
+def _batch(t: int, *cmds, origin="n1", number=1) -> c.Batch:
+    return c.Batch(t, origin, number, list(cmds))
+
+
+def test_golden_bytes_of_commands():
+    """Tags and field order are part of the log format: these bytes must never change."""
+    batch = _batch(1000, c.CreateMailbox("a.b", 60, True, "a.b", "d", 30000, 64),
+                   c.StoreMessage("a.b", 3, None, b"x", "id1"), c.Ack("a.b", 7, c.NAK, "g"),
+                   c.DeleteMessage("a.b", 7), c.GroupJoin("a.b", "g", "m", "n", 15), c.GroupLeave("a.b", "g", "m"),
+                   c.Tick(), c.NodeRestarted("n", "b"), c.NodeDown("n"))
+    assert c.encode_batch(batch).hex() == (
+        "94cd03e8a26e3101999801a3612e623cc3a3612e62a164cd7530409602a3612e6203c0c40178a369643195"
+        "03a3612e620701a1679304a3612e62079605a3612e62a167a16da16e0f9406a3612e62a167a16d91079308"
+        "a16ea1629209a16e"
+    )
+    assert c.decode_batch(c.encode_batch(batch)) == batch
+
+
+def test_encoding_is_stable():
+    batch = _batch(5, c.StoreMessage("box", 0, b"NATS/1.0\r\n\r\n", b"payload", None))
+    blob = c.encode_batch(batch)
+    assert blob == bytes.fromhex("9405a26e3101919602a3626f7800c40c4e4154532f312e300d0a0d0ac4077061796c6f6164c0")
+
+
+def test_apply_is_deterministic_and_replays_are_skipped(tmp_path):
+    log = _random_log(random.Random(7), 300)
+    a, b = _state(tmp_path, "a"), _state(tmp_path, "b")
+    for index, batch in enumerate(log, start=2):
+        ra = a.apply_batch(batch, index)
+        rb = b.apply_batch(batch, index)
+        assert ra == rb
+    assert _dump(a) == _dump(b)
+    before = _dump(a)
+    for index, batch in enumerate(log, start=2):  # a restart replays the journal
+        assert a.apply_batch(batch, index) is None
+    assert _dump(a) == before
+    a.store.close()
+    reopened = State(Store(str(tmp_path / "a")))
+    assert reopened.applied_index == len(log) + 1
+    for index, batch in enumerate(log, start=2):
+        assert reopened.apply_batch(batch, index) is None
+
+
+def _random_log(rng: random.Random, n: int) -> list[c.Batch]:
+    boxes = ["q.a", "q.b", "q.c"]
+    members = [f"node{k}/boot/{k}/1" for k in range(3)]
+    out = []
+    t = 1_000_000
+    seqs: list[tuple[str, int]] = []
+    for i in range(n):
+        t += rng.randint(0, 400)
+        cmds = []
+        for pos in range(rng.randint(1, 6)):
+            roll = rng.random()
+            box = rng.choice(boxes)
+            if roll < 0.1:
+                cmds.append(c.CreateMailbox(box, rng.choice([0, 2, 60]), rng.random() < 0.5, box, "", 500, 3))
+            elif roll < 0.6:
+                cmds.append(c.StoreMessage(box, rng.randrange(5), None, f"m{i}.{pos}".encode(),
+                                           rng.choice([None, f"d{rng.randrange(20)}"])))
+                seqs.append((box, keys.seq_for(i + 2, pos)))
+            elif roll < 0.7 and seqs:
+                b, s = rng.choice(seqs)
+                cmds.append(c.Ack(b, s, rng.choice([c.ACK, c.NAK, c.WPI, c.TERM]), rng.choice([None, "g"])))
+            elif roll < 0.8:
+                cmds.append(c.GroupJoin(box, "g", rng.choice(members), "node", c.ALL_LEVELS))
+            elif roll < 0.85:
+                cmds.append(c.GroupLeave(box, "g", rng.choice(members)))
+            elif roll < 0.9 and seqs:
+                b, s = rng.choice(seqs)
+                cmds.append(c.DeleteMessage(b, s))
+            else:
+                cmds.append(c.Tick())
+        out.append(c.Batch(t, "n", i, cmds))
+    return out
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=15, deadline=None)
+def test_any_log_applies_identically(tmp_path_factory, seed):
+    tmp = tmp_path_factory.mktemp("det")
+    log = _random_log(random.Random(seed), 60)
+    a, b = _state(tmp, "a"), _state(tmp, "b")
+    for index, batch in enumerate(log, start=2):
+        assert a.apply_batch(batch, index) == b.apply_batch(batch, index)
+    assert _dump(a) == _dump(b)
+    a.store.close()
+    b.store.close()
+
+
+def test_time_comes_from_the_log_and_never_goes_back(tmp_path):
+    s = _state(tmp_path)
+    s.apply_batch(_batch(10_000, c.CreateMailbox("t.box", 5, False, "", "", 1000, 1)), 2)
+    s.apply_batch(_batch(9_000, c.Tick()), 3)  # a submitter with a slow clock
+    assert s.now_ms == 10_000
+    results, effects = s.apply_batch(_batch(15_000, c.Tick()), 4)
+    assert [type(e) for e in effects] == [MailboxExpired]
+    results, _ = s.apply_batch(_batch(15_001, c.StoreMessage("t.box", c.NORMAL, None, b"x")), 5)
+    assert isinstance(results[0], Failure) and results[0].code == 404
+
+
+def test_store_dedup_and_priority_order(tmp_path):
+    s = _state(tmp_path)
+    s.apply_batch(_batch(1, c.CreateMailbox("p.box", 0, False, "", "", 1000, 4)), 2)
+    (r1, r2, r3, r4), effects = s.apply_batch(_batch(2,
+        c.StoreMessage("p.box", c.WORD_INDEX["low"], None, b"l"),
+        c.StoreMessage("p.box", c.WORD_INDEX["critical"], None, b"c", "x"),
+        c.StoreMessage("p.box", c.WORD_INDEX["critical"], None, b"c-again", "x"),
+        c.StoreMessage("p.box", c.WORD_INDEX["high"], None, b"h")), 3)
+    assert isinstance(r1, Stored) and r3.duplicate and r3.seq == r2.seq
+    assert [e.payload for e in effects if isinstance(e, MessageStored)] == [b"l", b"c", b"h"]
+    order = [k for k, _ in s.store.scan(keys.messages("p.box"), keys.end_of(keys.messages("p.box")))]
+    assert [keys.split_message(k)[1] for k in order] == [r2.seq, r4.seq, r1.seq]
+
+
+def test_queue_group_assignment_limits_and_redelivery(tmp_path):
+    s = _state(tmp_path)
+    s.apply_batch(_batch(1, c.CreateMailbox("w.box", 0, False, "", "", 1000, 2)), 2)
+    _, eff = s.apply_batch(_batch(2, c.GroupJoin("w.box", "g", "A", "n1"), c.GroupJoin("w.box", "g", "B", "n2")), 3)
+    assert eff == []
+    _, eff = s.apply_batch(_batch(3, *[c.StoreMessage("w.box", c.NORMAL, None, b"%d" % i) for i in range(6)]), 4)
+    assigned = [e for e in eff if isinstance(e, MessageAssigned)]
+    assert [e.member for e in assigned] == ["A", "B", "A", "B"]  # max_in_flight 2 each; 2 wait
+    first = assigned[0]
+    _, eff = s.apply_batch(_batch(4, c.Ack("w.box", first.seq, c.ACK, "g")), 5)
+    assert [(e.member, e.delivery) for e in eff if isinstance(e, MessageAssigned)] == [("A", 1)]
+    _, eff = s.apply_batch(_batch(5, c.GroupLeave("w.box", "g", "B")), 6)
+    moved = [e for e in eff if isinstance(e, MessageAssigned)]
+    assert moved == []  # A is full (2 in flight): B's two wait for redelivery
+    _, eff = s.apply_batch(_batch(1500, c.Tick()), 7)  # A's deadlines pass (ack_wait 1 s)
+    again = [e for e in eff if isinstance(e, MessageAssigned)]
+    assert again and all(e.member == "A" for e in again)
+    assert sorted(e.delivery for e in again) == [2, 2]  # B's two come first: older seqs at the same level
+
+
+def test_node_restart_drops_members_of_older_boots(tmp_path):
+    s = _state(tmp_path)
+    s.apply_batch(_batch(1, c.CreateMailbox("r.box", 0, False, "", "", 10_000, 5)), 2)
+    s.apply_batch(_batch(2, c.GroupJoin("r.box", "g", "n1/old/1/1", "n1"), c.StoreMessage("r.box", 2, None, b"x")), 3)
+    _, eff = s.apply_batch(_batch(3, c.NodeRestarted("n1", "new"), c.GroupJoin("r.box", "g", "n1/new/1/1", "n1")), 4)
+    assert [(e.member, e.delivery) for e in eff if isinstance(e, MessageAssigned)] == [("n1/new/1/1", 2)]
+
+
+def test_apply_never_raises_on_odd_commands(tmp_path):
+    s = _state(tmp_path)
+    results, _ = s.apply_batch(_batch(1,
+        c.StoreMessage("nobox", 99, None, b""), c.Ack("nobox", 1, 9), c.DeleteMessage("", 0),
+        c.GroupLeave("x", "y", "z"), c.CreateMailbox("", -1, False, "", "", 0, 0),
+        c.CreateMailbox("ok.box", 0, False, "", "", 1, 1), c.StoreMessage("ok.box", 99, None, b"")), 2)
+    assert [getattr(r, "code", None) for r in results] == [404, 404, 404, 404, 400, None, 400]
+    assert isinstance(results[5], Created)
