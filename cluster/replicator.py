@@ -107,7 +107,7 @@ class Replicator:
         return future
 
     def pending_writes(self) -> int:
-        return sum(len(f) for f, _ in self._waiting.values())
+        return sum(len(waiting[0]) for waiting in self._waiting.values())
 
     def _send(self, commands: list[c.Command], futures: list[asyncio.Future]) -> None:
         self._batch_number += 1
