@@ -23,11 +23,13 @@ import logging
 import os
 from typing import Callable
 
+import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 __all__ = ["FAIL_REASON", "RaftNode", "make_conf"]
 
 from cluster import snapshot
+from cluster.journal import Journal
 from cluster.commands import Batch, decode_batch
 from cluster.effects import Effect, Result
 from cluster.state import State
@@ -76,13 +78,41 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
     )
 
 
+def _create_journal(journal_file: str | None = None) -> Journal:
+    if journal_file is None:
+        raise ValueError("mq9 always runs with a journal file")
+    return Journal(journal_file)
+
+
 class RaftNode(SyncObj):
     """A PySyncObj node whose state is our RocksDB store."""
 
     def __init__(self, self_addr: str, peers: list[str], conf: SyncObjConf, state: State, on_applied: OnApplied) -> None:
         self._state = state
         self._on_applied = on_applied
+        self.stash_restores = 0  # entries the follower guard kept that stock PySyncObj would have dropped
+        self.next_index_fixes = 0  # late replies that would have moved a follower's nextIndex back
+        pysyncobj.syncobj.createJournal = _create_journal  # PySyncObj looks this global up in __init__
         super().__init__(self_addr, peers, conf)
+
+    def _SyncObj__onMessageReceived(self, node, message) -> None:
+        """PySyncObj's message handler, with the two fixes to its log handling (see the notes).
+
+        Leader: a late `next_node_idx` success reply must never move a follower's nextIndex
+        back (that makes the leader resend entries the follower has, which stock followers
+        then truncate). Follower: after an append_entries message, entries the journal
+        stashed instead of dropping go back (see cluster/journal.py).
+        """
+        kind = message.get("type") if isinstance(message, dict) else None
+        nexts = self._SyncObj__raftNextIndex
+        before = nexts.get(node) if kind == "next_node_idx" else None
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        if before is not None and message.get("success") and not message.get("reset") \
+                and nexts.get(node, before) < before:
+            nexts[node] = before
+            self.next_index_fixes += 1
+        if kind == "append_entries":
+            self.stash_restores += self._SyncObj__raftLog.restore_stash()
 
     @replicated
     def apply_entry(self, blob: bytes) -> None:

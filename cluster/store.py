@@ -30,7 +30,7 @@ def _options() -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.set_max_background_jobs(2)
-    opts.set_write_buffer_size(32 << 20)
+    opts.set_write_buffer_size(16 << 20)
     opts.set_max_total_wal_size(128 << 20)
     opts.set_keep_log_file_num(2)
     return opts
