@@ -81,6 +81,8 @@ class NodeRestarted(msgspec.Struct, tag=8, array_like=True, frozen=True):
 
     node: str
     boot: str
+    client_url: str = ""  # where its NATS clients connect (for INFO connect_urls)
+    name: str = ""
 
 
 class NodeDown(msgspec.Struct, tag=9, array_like=True, frozen=True):

@@ -72,7 +72,22 @@ class MailboxExpired(msgspec.Struct, frozen=True):
     mailbox: Mailbox
 
 
-Effect = MessageStored | MessageAssigned | MessageRemoved | MailboxCreated | MailboxExpired
+class NodeAnnounced(msgspec.Struct, frozen=True):
+    """A node (re)started: its client URL may have changed."""
+
+    node: str
+    client_url: str
+    name: str
+
+
+class MembersDropped(msgspec.Struct, frozen=True):
+    """The cluster dropped every queue-group member of `node` (it was seen down)."""
+
+    node: str
+
+
+Effect = (MessageStored | MessageAssigned | MessageRemoved | MailboxCreated | MailboxExpired | NodeAnnounced
+          | MembersDropped)
 
 
 def not_found(mail_id: str) -> Failure:

@@ -14,6 +14,7 @@ one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
     F {mail_id} 0 {group} 0 {seq:8}     message in flight to a group member
     T {deadline_ms:8} {mail_id} 0 {group} 0 {seq:8}   ack deadline index
     N {node} 0 {mail_id} 0 {group} 0 {member}       group members by node
+    S {node}                            a node of the cluster: its boot, client URL and name
 
 A message's `seq` is `raft_index << 16 | position in batch`: unique in the cluster
 forever, increasing in log order (FIFO within a level), and it tells which log entry
@@ -136,3 +137,10 @@ def node_members(node: str) -> bytes:
 def split_member_index(key: bytes) -> tuple[str, str, str, str]:
     node, mail_id, name, member = key[1:].split(b"\0", 3)
     return node.decode(), mail_id.decode(), name.decode(), member.decode()
+
+
+NODES_PREFIX = b"S"
+
+
+def node(node_id: str) -> bytes:
+    return b"S" + node_id.encode()

@@ -52,9 +52,19 @@ class Inflight(msgspec.Struct, array_like=True, gc=False):
     delivery: int
 
 
+class Node(msgspec.Struct, array_like=True):
+    """S {node}: a member of the cluster as it last announced itself."""
+
+    node: str  # its Raft address: the cluster-wide id
+    boot: str
+    client_url: str
+    name: str
+
+
 _enc = msgspec.msgpack.Encoder()
 encode = _enc.encode
 decode_mailbox = msgspec.msgpack.Decoder(Mailbox).decode
 decode_message = msgspec.msgpack.Decoder(Message).decode
 decode_group = msgspec.msgpack.Decoder(Group).decode
 decode_inflight = msgspec.msgpack.Decoder(Inflight).decode
+decode_node = msgspec.msgpack.Decoder(Node).decode

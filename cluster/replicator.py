@@ -50,8 +50,12 @@ class Replicator:
     """One node's access to the replicated state."""
 
     def __init__(self, data_dir: str, raft_address: str, peers: list[str], secret: str = "",
-                 write_timeout_s: float = 3.0, tick_interval_s: float = 0.25) -> None:
+                 write_timeout_s: float = 2.5, tick_interval_s: float = 0.25, client_url: str = "",
+                 name: str = "", node_down_after_s: float = 3.0) -> None:
         self.data_dir = data_dir
+        self.client_url = client_url
+        self.name = name or raft_address
+        self.node_down_after_s = node_down_after_s
         self.raft_address = raft_address
         self.peers = [p for p in peers if p != raft_address]
         self.secret = secret
@@ -81,6 +85,7 @@ class Replicator:
         log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
         self._tasks.append(self._loop.create_task(self._ticker()))
         self._tasks.append(self._loop.create_task(self._announce_restart()))
+        self._tasks.append(self._loop.create_task(self._watch_peers()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -184,13 +189,45 @@ class Replicator:
 
     async def _announce_restart(self) -> None:
         """Tell the cluster this node restarted, so members of its previous life are dropped."""
-        command = c.NodeRestarted(self.raft_address, self.boot)
+        command = c.NodeRestarted(self.raft_address, self.boot, self.client_url, self.name)
         while True:
             result = await self.submit(command)
             if not isinstance(result, Failure):
                 log.info("Joined the cluster as %s (boot %s)", self.raft_address, self.boot)
                 return
             await asyncio.sleep(0.2)
+
+    async def _watch_peers(self) -> None:
+        """On the leader: a peer unreachable for `node_down_after_s` is committed as down,
+        which hands its queue-group members' messages to members on live nodes."""
+        down_since: dict[str, float] = {}
+        reported: set[str] = set()
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                if not self.is_leader():
+                    down_since.clear()
+                    reported.clear()
+                    continue
+                now = time.monotonic()
+                for peer in self.raft.otherNodes:
+                    address = peer.address
+                    if self.raft.isNodeConnected(peer):
+                        down_since.pop(address, None)
+                        reported.discard(address)
+                        continue
+                    since = down_since.setdefault(address, now)
+                    if now - since >= self.node_down_after_s and address not in reported:
+                        reported.add(address)
+                        log.warning("Node %s unreachable for %.1fs: committing it as down", address, now - since)
+                        self.submit(c.NodeDown(address))
+            except Exception:
+                log.exception("peer watch")
+
+    def connected_peers(self) -> list[str]:
+        if self.raft is None:
+            return []
+        return [p.address for p in self.raft.otherNodes if self.raft.isNodeConnected(p)]
 
     # ---- status ----------------------------------------------------------------------
 

@@ -30,8 +30,10 @@ from cluster.effects import (
     Failure,
     MailboxCreated,
     MailboxExpired,
+    MembersDropped,
     MessageRemoved,
     MessageStored,
+    NodeAnnounced,
     Result,
     Stored,
     not_found,
@@ -283,10 +285,13 @@ class State:
 
     def _node_restarted(self, ctx: Apply, cmd: c.NodeRestarted, position: int) -> Result:
         self._drop_node_members(ctx, cmd.node, keep_boot=cmd.boot)
+        ctx.txn.put(keys.node(cmd.node), records.encode(records.Node(cmd.node, cmd.boot, cmd.client_url, cmd.name)))
+        ctx.effects.append(NodeAnnounced(cmd.node, cmd.client_url, cmd.name))
         return DONE
 
     def _node_down(self, ctx: Apply, cmd: c.NodeDown, position: int) -> Result:
         self._drop_node_members(ctx, cmd.node, keep_boot=None)
+        ctx.effects.append(MembersDropped(cmd.node))
         return DONE
 
     def _drop_node_members(self, ctx: Apply, node: str, keep_boot: str | None) -> None:

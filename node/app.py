@@ -15,6 +15,7 @@ import signal
 import uvloop
 
 from cluster.replicator import Replicator
+from node.cluster_view import ClusterView
 from node.config import Settings
 from node.mq9 import MailboxAPI
 from node.server import Server
@@ -30,12 +31,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     replicator = Replicator(
         settings.data_dir, settings.raft_address, list(settings.peers), settings.cluster_secret,
-        settings.write_timeout_s, settings.tick_interval_s,
+        settings.write_timeout_s, settings.tick_interval_s, settings.client_url, settings.server_name,
     )
     replicator.start()
     server = Server(settings)
-    server.mq9 = MailboxAPI(server, replicator, settings)
+    view = ClusterView(server, replicator, settings)
+    server.mq9 = MailboxAPI(server, replicator, settings, view)
     await server.start()
+    view.start()
     log.info("Server %s is ready", settings.server_name)
     if ready is not None:
         ready.set()

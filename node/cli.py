@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from node import cli_mailbox
+from node import cli_cluster, cli_mailbox
 from node.config import Settings, parse_hostport
 
 app = typer.Typer(
@@ -107,6 +107,7 @@ def serve(
 
 
 cli_mailbox.register(app)
+cli_cluster.register(app)
 
 if __name__ == "__main__":
     app()

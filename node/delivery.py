@@ -31,7 +31,7 @@ import msgspec
 
 from cluster import commands as c
 from cluster import keys, records
-from cluster.effects import Failure, MailboxCreated, MailboxExpired, MessageAssigned, MessageStored
+from cluster.effects import Failure, MailboxCreated, MailboxExpired, MembersDropped, MessageAssigned, MessageStored
 from cluster.replicator import Replicator
 from node import mq9_subjects as subj
 from node.subjects import Subscription
@@ -233,6 +233,16 @@ class Delivery:
                 self._mailbox_created(index, effect.mailbox)
             elif kind is MailboxExpired:
                 self._mailbox_expired(index, effect.mailbox)
+            elif kind is MembersDropped and effect.node == self.replicator.node_id:
+                self._rejoin_all()
+
+    def _rejoin_all(self) -> None:
+        """The cluster took our members away (it thought this node was down): join again."""
+        log.warning("The cluster dropped this node's queue-group members; joining them again")
+        for ms in list(self.members.values()):
+            if ms.joined and not ms.closed:
+                ms.joined = False
+                self._join(ms)
 
     def _mailbox_created(self, index: int, mb: records.Mailbox) -> None:
         for ms in self.waiting_members.pop(mb.mail_id, []):

@@ -62,10 +62,11 @@ def error_body(code: int, text: str) -> bytes:
 class MailboxAPI:
     """The mq9 layer of one node."""
 
-    def __init__(self, server: "Server", replicator: Replicator, settings: "Settings") -> None:
+    def __init__(self, server: "Server", replicator: Replicator, settings: "Settings", view=None) -> None:
         self.server = server
         self.replicator = replicator
         self.settings = settings
+        self.view = view
         self.delivery = Delivery(server, replicator)
         self.dropped = 0  # publishes without reply that could not be stored
 
@@ -87,6 +88,8 @@ class MailboxAPI:
             self._delete(client, op, subject[23:])
         elif subject == subj.PUBLIC_LIST:
             self._read(client, op, self._public_list, b"")
+        elif subject == subj.NODE_STATUS and self.view is not None:
+            self._read(client, op, lambda _: (200, _json.encode(self.view.status())), b"")
         else:
             self._fail(client, op, 400, f"unknown mq9 subject {subject[:128].decode(errors='replace')}")
 

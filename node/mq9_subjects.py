@@ -9,6 +9,7 @@ Subjects (mail ids may contain dots, so fixed tokens are matched from the ends):
     $mq9.AI.MAILBOX.INFO.{mail_id}                request: settings, counts, groups
     $mq9.AI.PUBLIC.LIST                           request or subscription: public mailboxes
     $mq9.AI.ACK.{seq}.{group hex | _}.{mail_id}   the reply subject of a delivered message
+    $mq9.AI.NODE.STATUS                           request: this node's Raft view (operators)
 
 A mail id is 1 to 128 characters of `a-z 0-9 . - _`, with no empty token and a last
 token that is not a priority word, so `MSG.{mail_id}.{word}` is never ambiguous.
@@ -24,6 +25,7 @@ PREFIX = b"$mq9.AI."
 MSG_PREFIX = b"$mq9.AI.MAILBOX.MSG."
 ACK_PREFIX = b"$mq9.AI.ACK."
 PUBLIC_LIST = b"$mq9.AI.PUBLIC.LIST"
+NODE_STATUS = b"$mq9.AI.NODE.STATUS"
 
 _NAME = re.compile(r"[a-z0-9_\-]+(\.[a-z0-9_\-]+)*")
 _WORD_BYTES = {w.encode(): i for i, w in enumerate(WORDS)}

@@ -33,10 +33,16 @@ def test_golden_bytes_of_commands():
                    c.Tick(), c.NodeRestarted("n", "b"), c.NodeDown("n"))
     assert c.encode_batch(batch).hex() == (
         "94cd03e8a26e3101999801a3612e623cc3a3612e62a164cd7530409602a3612e6203c0c40178a369643195"
-        "03a3612e620701a1679304a3612e62079605a3612e62a167a16da16e0f9406a3612e62a167a16d91079308"
-        "a16ea1629209a16e"
+        "03a3612e620701a1679304a3612e62079605a3612e62a167a16da16e0f9406a3612e62a167a16d91079508"
+        "a16ea162a0a09209a16e"
     )
     assert c.decode_batch(c.encode_batch(batch)) == batch
+
+
+def test_entries_written_before_a_field_was_appended_still_decode():
+    """NodeRestarted gained client_url and name; a log written before that must still apply."""
+    old = bytes.fromhex("9405a26e31019193" "08a16ea162")
+    assert c.decode_batch(old).commands == [c.NodeRestarted("n", "b", "", "")]
 
 
 def test_encoding_is_stable():
