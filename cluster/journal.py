@@ -105,6 +105,10 @@ class JournalView:
     def __eq__(self, other) -> bool:
         return list(self) == list(other)
 
+    def __reduce__(self):
+        """PySyncObj pickles slices into append_entries messages: send the entries, not the view."""
+        return (list, (list(self),))
+
 
 class Journal:
     """PySyncObj's Journal interface over one append-only file."""
@@ -117,6 +121,7 @@ class Journal:
         self._cache: OrderedDict[int, bytes] = OrderedDict()  # position -> command, most recent last
         self._cached = 0
         self._stash: list[Entry] = []
+        self.conflict = False  # set when an add() met a different term where we had an entry
         self._fd = self._open()
 
     # ---- file ------------------------------------------------------------------------
@@ -193,6 +198,7 @@ class Journal:
                 self._stash.pop(0)  # the leader resent an entry we had: take it back
             else:
                 self._stash = []  # a real conflict: what we had from here on is gone
+                self.conflict = True
         self._append(bytes(command), idx, term)
 
     def clear(self) -> None:

@@ -4,7 +4,7 @@ One leading byte names the table; integers are big-endian so byte order is numer
 order; a NUL ends every variable-length name (mail ids and group names never contain
 one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
 
-    M                                   meta: applied Raft index, log time (ms)
+    M                                   meta: applied Raft index, log time (ms), applied-log digest
     B {mail_id}                         mailbox record
     P {mail_id}                         public mailbox index (for PUBLIC.LIST)
     Q {mail_id} 0 {level:1} {seq:8}     message; iterates in delivery order

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from typing import Callable
 
 import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as monotonicTime
 
 __all__ = ["FAIL_REASON", "RaftNode", "make_conf"]
 
@@ -51,7 +53,8 @@ SUCCESS = FAIL_REASON.SUCCESS
 
 
 def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callable[[int, int], None],
-              leader_fallback_s: float = 1.5) -> SyncObjConf:
+              leader_fallback_s: float = 1.5, compact_min_entries: int = 50_000,
+              compact_min_time_s: float = 120.0) -> SyncObjConf:
     store = state.store
     dump = os.path.join(data_dir, "raft.snapshot")
     return SyncObjConf(
@@ -68,8 +71,8 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         leaderFallbackTimeout=leader_fallback_s,
         commandsWaitLeader=False,
         commandsQueueSize=100_000,
-        logCompactionMinEntries=50_000,
-        logCompactionMinTime=120,
+        logCompactionMinEntries=compact_min_entries,
+        logCompactionMinTime=compact_min_time_s,
         connectionRetryTime=0.5,
         connectionTimeout=2.0,
         dynamicMembershipChange=False,
@@ -92,6 +95,7 @@ class RaftNode(SyncObj):
         self._on_applied = on_applied
         self.stash_restores = 0  # entries the follower guard kept that stock PySyncObj would have dropped
         self.next_index_fixes = 0  # late replies that would have moved a follower's nextIndex back
+        self.log_shrinks = 0
         pysyncobj.syncobj.createJournal = _create_journal  # PySyncObj looks this global up in __init__
         super().__init__(self_addr, peers, conf)
 
@@ -106,13 +110,20 @@ class RaftNode(SyncObj):
         kind = message.get("type") if isinstance(message, dict) else None
         nexts = self._SyncObj__raftNextIndex
         before = nexts.get(node) if kind == "next_node_idx" else None
+        journal = self._SyncObj__raftLog
+        last_before = journal[-1][1] if kind == "append_entries" and len(journal) else None
+        journal.conflict = False
         SyncObj._SyncObj__onMessageReceived(self, node, message)
         if before is not None and message.get("success") and not message.get("reset") \
                 and nexts.get(node, before) < before:
             nexts[node] = before
             self.next_index_fixes += 1
         if kind == "append_entries":
-            self.stash_restores += self._SyncObj__raftLog.restore_stash()
+            self.stash_restores += journal.restore_stash()
+            if last_before is not None and len(journal) and journal[-1][1] < last_before and not journal.conflict \
+                    and message.get("serialized") is None:
+                self.log_shrinks += 1  # must stay 0: Raft drops entries only on a term conflict
+                log.error("follower log shrank from %d to %d without a term conflict", last_before, journal[-1][1])
 
     @replicated
     def apply_entry(self, blob: bytes) -> None:
@@ -123,7 +134,7 @@ class RaftNode(SyncObj):
             log.critical("undecodable log entry at index %d: exiting", index, exc_info=True)
             os._exit(70)
         try:
-            out = self._state.apply_batch(batch, index)
+            out = self._state.apply_batch(batch, index, zlib.crc32(blob))
         except BaseException:
             log.critical("applying index %d failed (storage?): exiting", index, exc_info=True)
             os._exit(71)
@@ -142,6 +153,24 @@ class RaftNode(SyncObj):
             self._SyncObj__pipeNotifier.notify()
 
     # ---- status ----------------------------------------------------------------------
+
+    def can_accept_writes(self, contact_s: float = 0.3) -> bool:
+        """Would a command sent now reach a leader that is in contact with a majority?
+
+        A leader that heard from too few followers lately, or a follower whose link to the
+        leader is down, would append or forward into the void; the caller holds the write
+        (and answers 503 "not stored" at its deadline) instead.
+        """
+        if self._isLeader():
+            others = self._SyncObj__otherNodes
+            if not others:
+                return True
+            now = monotonicTime()
+            times = self._SyncObj__lastResponseTime
+            heard = 1 + sum(1 for n in others if now - times.get(n, 0.0) < contact_s)
+            return heard > (len(others) + 1) / 2
+        leader = self._getLeader()
+        return leader is not None and self.isNodeConnected(leader)
 
     def leader_address(self) -> str | None:
         leader = self._getLeader()

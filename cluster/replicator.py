@@ -10,8 +10,11 @@ receive the effects, in log order.
 Every write has a deadline (`write_timeout_s`): a batch that is neither applied nor
 refused by then is answered with 503, so a client never hangs and never gets a false
 success. A 503 may still commit later (a leader change can do that); clients that
-retry with a `Nats-Msg-Id` header are safe. While there is no leader (start-up, an
-election) a batch that PySyncObj refused without sending is resent every
+retry with a `Nats-Msg-Id` header are safe. The 503 text says which case it is:
+"no quorum: not stored" when the batch never left this node, "outcome unknown" once
+Raft had it. A batch is handed to Raft only when a leader in contact with a majority
+can take it (an isolated leader would append it to a log nobody confirms); until
+then, and while there is no leader (start-up, an election), it is retried every
 `RETRY_S` until the deadline, so a failover shows up as a delay, not as errors.
 
 On the leader, a ticker commits a `Tick` whenever a mailbox TTL or an ack deadline is
@@ -42,6 +45,18 @@ RETRY_S = 0.05
 RETRYABLE = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}  # never left this node: safe to resend
 
 
+class _Waiting:
+    """A batch sent to Raft (or waiting for a leader to take it) and the clients awaiting it."""
+
+    __slots__ = ("futures", "timer", "blob", "sent")
+
+    def __init__(self, futures: list[asyncio.Future], timer: asyncio.TimerHandle, blob: bytes) -> None:
+        self.futures = futures
+        self.timer = timer
+        self.blob = blob
+        self.sent = False  # handed to Raft: from then on a timeout means "outcome unknown"
+
+
 def unavailable(reason: str) -> Failure:
     return Failure(503, f"unavailable: {reason}")
 
@@ -51,7 +66,9 @@ class Replicator:
 
     def __init__(self, data_dir: str, raft_address: str, peers: list[str], secret: str = "",
                  write_timeout_s: float = 2.5, tick_interval_s: float = 0.25, client_url: str = "",
-                 name: str = "", node_down_after_s: float = 3.0) -> None:
+                 name: str = "", node_down_after_s: float = 3.0, compact_min_entries: int = 50_000,
+                 compact_min_time_s: float = 120.0) -> None:
+        self.compaction = (compact_min_entries, compact_min_time_s)
         self.data_dir = data_dir
         self.client_url = client_url
         self.name = name or raft_address
@@ -70,7 +87,7 @@ class Replicator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: Batcher | None = None
         self._batch_number = 0
-        self._waiting: dict[int, tuple[list[asyncio.Future], asyncio.TimerHandle, bytes]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task] = []
         self.role_changes = 0
@@ -80,7 +97,8 @@ class Replicator:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._batcher = Batcher(self._loop, self._send)
-        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed)
+        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed,
+                         compact_min_entries=self.compaction[0], compact_min_time_s=self.compaction[1])
         self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_on_tick_thread)
         log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
         self._tasks.append(self._loop.create_task(self._ticker()))
@@ -112,34 +130,55 @@ class Replicator:
         return future
 
     def pending_writes(self) -> int:
-        return sum(len(waiting[0]) for waiting in self._waiting.values())
+        return sum(len(waiting.futures) for waiting in self._waiting.values())
 
     def _send(self, commands: list[c.Command], futures: list[asyncio.Future]) -> None:
         self._batch_number += 1
         number = self._batch_number
         batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
-        blob = c.encode_batch(batch)
-        timer = self._loop.call_later(self.write_timeout_s, self._resolve_failed, number, unavailable("write timed out"))
-        self._waiting[number] = (futures, timer, blob)
-        self.raft.apply_entry(blob, callback=partial(self._raft_callback, number))
+        timer = self._loop.call_later(self.write_timeout_s, self._deadline, number)
+        self._waiting[number] = _Waiting(futures, timer, c.encode_batch(batch))
+        self._try_send(number)
+
+    def _try_send(self, number: int) -> None:
+        """Hand the batch to Raft if a leader with a majority can take it; else try again soon."""
+        waiting = self._waiting.get(number)
+        if waiting is None:  # answered (or past its deadline) meanwhile
+            return
+        if self.raft.can_accept_writes():
+            waiting.sent = True
+            self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number))
+        else:
+            self._loop.call_later(RETRY_S, self._try_send, number)
 
     def _raft_callback(self, number: int, result: object, error: int) -> None:  # tick thread
         if error in RETRYABLE:
-            self._loop.call_soon_threadsafe(self._loop.call_later, RETRY_S, self._resend, number)
+            self._loop.call_soon_threadsafe(self._not_taken, number)
         elif error != SUCCESS:
             reason = FAILURE_TEXT.get(error, f"raft error {error}")
-            self._loop.call_soon_threadsafe(self._resolve_failed, number, unavailable(reason))
+            self._loop.call_soon_threadsafe(self._resolve_failed, number, unavailable(f"{reason}: outcome unknown"))
 
-    def _resend(self, number: int) -> None:
+    def _not_taken(self, number: int) -> None:
         waiting = self._waiting.get(number)
-        if waiting is not None:  # still inside its deadline
-            self.raft.apply_entry(waiting[2], callback=partial(self._raft_callback, number))
+        if waiting is not None:
+            waiting.sent = False  # PySyncObj refused it before it left this node
+            self._loop.call_later(RETRY_S, self._try_send, number)
+
+    def _deadline(self, number: int) -> None:
+        waiting = self._waiting.get(number)
+        if waiting is None:
+            return
+        if waiting.sent:
+            reason = "write timed out: outcome unknown, retry with the same Nats-Msg-Id"
+        else:
+            reason = "no quorum: not stored"
+        self._resolve_failed(number, unavailable(reason))
 
     def _resolve_failed(self, number: int, failure: Failure) -> None:
         waiting = self._waiting.pop(number, None)
         if waiting is None:
             return
-        futures, timer, _ = waiting
+        futures, timer = waiting.futures, waiting.timer
         timer.cancel()
         for future in futures:
             if not future.done():
@@ -156,7 +195,7 @@ class Replicator:
         if batch.origin == self.boot:
             waiting = self._waiting.pop(batch.number, None)
             if waiting is not None:
-                futures, timer, _ = waiting
+                futures, timer = waiting.futures, waiting.timer
                 timer.cancel()
                 for future, result in zip(futures, results):
                     if not future.done():

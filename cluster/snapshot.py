@@ -57,7 +57,7 @@ def read(store: Store, path: str, on_swapped: Callable[[], None]) -> tuple:
             raise ValueError(f"{path}: not an mq9 snapshot")
         meta = pickle.loads(tar.extractfile(first).read())
         index = snapshot_index(meta)
-        applied, _ = store.applied()
+        applied = store.applied()[0]
         if applied >= index:
             return meta
         work = path + ".restore"

@@ -19,6 +19,7 @@ dropped whenever the store is swapped for a snapshot.
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import Callable
 
 from cluster import commands as c
@@ -75,20 +76,24 @@ class State:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.applied_index, self.now_ms = store.applied()
+        self.applied_index, self.now_ms, self.digest = store.applied()
         self._mailboxes: dict[str, records.Mailbox | None] = {}
         self._groups: dict[str, dict[str, groups.GroupState]] = {}
 
     def reset(self) -> None:
         """The store changed under us (snapshot installed): forget every cache."""
-        self.applied_index, self.now_ms = self.store.applied()
+        self.applied_index, self.now_ms, self.digest = self.store.applied()
         self._mailboxes.clear()
         self._groups.clear()
 
     # ---- apply ---------------------------------------------------------------------
 
-    def apply_batch(self, batch: c.Batch, index: int) -> tuple[list[Result], list[Effect]] | None:
-        """Apply one log entry. Returns None for an entry already applied before a restart."""
+    def apply_batch(self, batch: c.Batch, index: int, entry_crc: int = 0) -> tuple[list[Result], list[Effect]] | None:
+        """Apply one log entry. Returns None for an entry already applied before a restart.
+
+        `entry_crc` (the CRC of the entry's bytes) is folded into `digest`, a fingerprint of
+        the whole applied log: two nodes at the same applied index must have the same one.
+        """
         if index <= self.applied_index:
             return None
         now = max(self.now_ms, batch.time_ms)
@@ -103,9 +108,11 @@ class State:
                 log.exception("apply: %s at index %d failed", type(command).__name__, index)
                 results.append(Failure(500, "internal error"))
         ctx.save_groups()
-        self.store.commit(ctx.txn, index, now)
+        digest = zlib.crc32(keys.pack_u64(index) + keys.pack_u64(entry_crc), self.digest & 0xFFFFFFFF)
+        self.store.commit(ctx.txn, index, now, digest)
         self.applied_index = index
         self.now_ms = now
+        self.digest = digest
         return results, ctx.effects
 
     # ---- reads used by handlers ------------------------------------------------------

@@ -53,12 +53,13 @@ class Store:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
-    def applied(self) -> tuple[int, int]:
-        """(last applied Raft index, log time in ms) as committed."""
+    def applied(self) -> tuple[int, int, int]:
+        """(last applied Raft index, log time in ms, digest of the applied log) as committed."""
         raw = self.db.get(keys.META)
         if raw is None:
-            return 0, 0
-        return keys.unpack_u64(raw[:8])[0], keys.unpack_u64(raw[8:16])[0]
+            return 0, 0, 0
+        digest = keys.unpack_u64(raw[16:24])[0] if len(raw) >= 24 else 0
+        return keys.unpack_u64(raw[:8])[0], keys.unpack_u64(raw[8:16])[0], digest
 
     def scan(self, lo: bytes, hi: bytes, limit: int = 0) -> Iterator[tuple[bytes, bytes]]:
         """Key/value pairs with lo <= key < hi, in key order (latest committed state)."""
@@ -89,8 +90,8 @@ class Store:
     def begin(self) -> "Txn":
         return Txn(self)
 
-    def commit(self, txn: "Txn", index: int, time_ms: int) -> None:
-        txn.batch.put(keys.META, keys.pack_u64(index) + keys.pack_u64(time_ms))
+    def commit(self, txn: "Txn", index: int, time_ms: int, digest: int = 0) -> None:
+        txn.batch.put(keys.META, keys.pack_u64(index) + keys.pack_u64(time_ms) + keys.pack_u64(digest))
         with self.lock:
             self.db.write(txn.batch)
 

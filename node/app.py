@@ -32,6 +32,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     replicator = Replicator(
         settings.data_dir, settings.raft_address, list(settings.peers), settings.cluster_secret,
         settings.write_timeout_s, settings.tick_interval_s, settings.client_url, settings.server_name,
+        compact_min_entries=settings.compact_min_entries, compact_min_time_s=settings.compact_min_time_s,
     )
     replicator.start()
     server = Server(settings)

@@ -40,6 +40,8 @@ def _settings_from_flags(
     advertise: str,
     ping_interval: float,
     max_pending: int,
+    compact_entries: int = 50_000,
+    compact_seconds: float = 120.0,
 ) -> Settings:
     host, port = parse_hostport(listen, 4222)
     settings = Settings(
@@ -53,6 +55,8 @@ def _settings_from_flags(
         cluster_secret=cluster_secret,
         advertise=advertise,
         ping_interval=ping_interval,
+        compact_min_entries=compact_entries,
+        compact_min_time_s=compact_seconds,
     )
     if raft:
         raft_host, raft_port = parse_hostport(raft, port + 2000)
@@ -94,6 +98,12 @@ def serve(
     max_pending: int = typer.Option(
         64 << 20, "--max-pending", envvar="MQ9_MAX_PENDING", help="Unsent bytes per client before it is cut off as a slow consumer."
     ),
+    compact_entries: int = typer.Option(
+        50_000, "--compact-entries", envvar="MQ9_COMPACT_ENTRIES", help="Snapshot the state after this many Raft log entries..."
+    ),
+    compact_seconds: float = typer.Option(
+        120.0, "--compact-seconds", envvar="MQ9_COMPACT_SECONDS", help="...or this many seconds, whichever comes first."
+    ),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
     from node import app as node_app
@@ -101,7 +111,8 @@ def serve(
 
     logs.setup(log_level)
     settings = _settings_from_flags(
-        name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending
+        name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending,
+        compact_entries, compact_seconds,
     )
     node_app.run(settings)
 

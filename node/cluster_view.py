@@ -88,9 +88,11 @@ class ClusterView:
             "term": raw.get("term"),
             "commit_index": raw.get("commit_index"),
             "applied_index": self.replicator.state.applied_index,
+            "applied_digest": self.replicator.state.digest,
             "log_len": raw.get("log_len"),
             "has_quorum": raw.get("has_quorum"),
             "peers": peers,
             "stash_restores": getattr(self.replicator.raft, "stash_restores", 0),
             "next_index_fixes": getattr(self.replicator.raft, "next_index_fixes", 0),
+            "log_shrinks": getattr(self.replicator.raft, "log_shrinks", 0),
         }

@@ -63,6 +63,8 @@ class Settings:
     default_ack_wait_s: float = 30.0
     default_max_in_flight: int = 64
     tick_interval_s: float = 0.25
+    compact_min_entries: int = 50_000  # Raft log entries before a snapshot ...
+    compact_min_time_s: float = 120.0  # ... or seconds since the last one
     extra: dict = field(default_factory=dict)
 
     @property

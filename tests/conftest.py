@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nodes import NodeProcess
+from tests.nodes import NodeProcess, cluster_of
 
 _started: list[NodeProcess] = []
 
@@ -38,6 +38,28 @@ def make_node(tmp_path):
         mine.append(n)
         _started.append(n)
         return n
+
+    yield make
+    for n in mine:
+        n.kill()
+        _started.remove(n)
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory for a cluster owned by one test: make_cluster(3) -> started nodes; all killed at the end."""
+    mine: list[NodeProcess] = []
+
+    def make(n: int = 3, start: bool = True, **kwargs) -> list[NodeProcess]:
+        nodes = cluster_of(tmp_path, n, **kwargs)
+        mine.extend(nodes)
+        _started.extend(nodes)
+        if start:
+            for node in nodes:
+                node.start(wait=False)
+            for node in nodes:
+                node.wait_ready()
+        return nodes
 
     yield make
     for n in mine:

@@ -159,3 +159,14 @@ class NodeProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text[-lines:])
+
+
+def cluster_of(workdir: Path, n: int = 3, prefix: str = "n", extra: list[str] | None = None,
+               env: dict[str, str] | None = None) -> list[NodeProcess]:
+    """n node processes that know each other as Raft peers (not started)."""
+    nodes = [NodeProcess(workdir, f"{prefix}{i + 1}", extra=list(extra or []), env=env) for i in range(n)]
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                node.extra += ["--peer", f"127.0.0.1:{other.port + 2000}"]
+    return nodes
