@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-cluster test-faults bench clean
+.PHONY: run test test-cluster test-faults bench bench-mq9 clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ run: $(STAMP)
 	$(VENV)/bin/mq9 serve
 
 test: $(STAMP)
-	$(PY) -m pytest -q -x --timeout=300 tests
+	$(PY) -m pytest -q --timeout=300 --ignore=tests/faults tests
+
+test-faults: $(STAMP)
+	$(PY) -m pytest -q --timeout=600 tests/faults
 
 bench: $(STAMP)
 	$(PY) benchmarks/core_nats.py
+
+# mq9 vs JetStream, 3-node clusters; e.g. make bench-mq9 BENCH_ARGS="--quick --nodes 1"
+bench-mq9: $(STAMP)
+	$(PY) benchmarks/mq9_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

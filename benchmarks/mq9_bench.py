@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -91,8 +91,8 @@ class Sizes:
     w3c: tuple[int, float] = (50_000, 25)
     w4: tuple[int, float] = (100_000, 45)
     w4_fill_s: float = 120
-    w5: tuple[int, float] = (20_000, 45)
-    w5c: tuple[int, float] = (20_000, 45)
+    w5: tuple[int, float] = (20_000, 60)
+    w5c: tuple[int, float] = (20_000, 60)
     w6_s: float = 40
     w7: tuple[int, float] = (1_000_000, 200)
     w8: tuple[int, float] = (10_000, 12)
@@ -374,10 +374,23 @@ class Mq9Cluster(Cluster):
             await nc.close()
 
     def create_mailbox(self, name: str, **extra) -> str:
-        reply = arun(self._create(self.urls[0], name, extra), 20)
-        if "error" in reply:
-            raise BenchError(f"creating mailbox {name} failed: {reply}")
-        return reply["mail_id"]
+        """Create through the first node; a 503 (no leader right now) is retried for up to 20 s."""
+        deadline = time.monotonic() + 20
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                reply = arun(self._create(self.urls[0], name, extra), 20)
+            except Exception as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}", "code": 503}
+            if "error" not in reply:
+                if tries > 1:
+                    console.print(f"[yellow]  (setup: creating {name} took {tries} tries: the cluster "
+                                  "answered 503 meanwhile)[/]")
+                return reply["mail_id"]
+            if reply.get("code") != 503 or time.monotonic() > deadline:
+                raise BenchError(f"creating mailbox {name} failed after {tries} tries: {reply}")
+            time.sleep(0.5)
 
     def mailbox_total(self, name: str, node: int = 0, timeout: float = 60) -> int | None:
         async def info() -> int | None:
@@ -638,13 +651,16 @@ class JsCluster(Cluster):
 class Runner:
     """Runs client processes, feeds their "#P done total" lines into rich progress bars."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, workdir: Path) -> None:
         self.progress = progress
+        self.workdir = workdir
 
     def run(self, cmd: list[str], label: str, timeout: float, total: int | None = None,
             on_line: Callable[[str, subprocess.Popen], None] | None = None, stdin: bool = False) -> dict:
         task = self.progress.add_task(label, total=total or None)
-        err_path = Path(tempfile.mkstemp(prefix="mq9-bench-client-", suffix=".err")[1])
+        fd, name = tempfile.mkstemp(prefix="client-", suffix=".err", dir=self.workdir)
+        os.close(fd)
+        err_path = Path(name)
         lines: queue.Queue = queue.Queue()
         result_line = None
         started = time.monotonic()
@@ -936,7 +952,7 @@ class Bench:
                 totals = [c.wait_total(box, stored, i, 60) for i in range(c.n)]
                 out["stored_per_node"] = totals
             else:
-                out["stored_per_node"] = [c.stream_messages()]
+                out["stored_in_stream"] = c.stream_messages()
             last = None
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -1158,7 +1174,7 @@ def plot_sweep(results: dict, systems: list[str], path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return f"plot: {path.relative_to(REPO)}"
+    return f"plot: {path}"
 
 
 def machine_info() -> dict:
@@ -1236,7 +1252,7 @@ def main(argv: list[str]) -> int:
                         console=console, transient=True, disable=not console.is_terminal)
     try:
         with progress:
-            bench = Bench(args, Runner(progress), workdir)
+            bench = Bench(args, Runner(progress, workdir), workdir)
             for system in systems:
                 run_phase(bench, system, "main", selected_keys(args), results[system], clusters)
                 if 6 in args.workloads:
@@ -1285,6 +1301,9 @@ def main(argv: list[str]) -> int:
                 console.print(f"[dim]mq9 node logs after {k}:[/]\n{tails}")
     console.print(f"[dim]took {elapsed:.0f}s[/]")
 
+    c_clients = [r.get("client", "") for s in systems for r in results[s].values()
+                 if str(r.get("client", "")).startswith("nats.c")]
+    info["nats_c"] = c_clients[0].split()[-1] if c_clients else "unknown"
     OUT.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": info,
@@ -1311,6 +1330,7 @@ def _on_sigterm(signum, frame) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGHUP, _on_sigterm)
     try:
         sys.exit(main(sys.argv[1:]))
     except BenchError as exc:

@@ -143,14 +143,16 @@ async def ackpub(a: argparse.Namespace) -> dict:
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(a.window)))
     secs = time.perf_counter() - start
+    hit_deadline = loop.time() >= deadline and counts["ok"] + counts["errors"] < a.count
     progress(counts["ok"], force=True)
     await nc.close()
     done = counts["ok"]
+    # a run that stopped at --duration is a complete sample; one cut by the deadline is not
     return {"workload": "ackpub", "system": a.system, "client": client_name(), "msgs": a.count, "size": a.size,
             "window": a.window, "completed": done, "errors": counts["errors"], "seconds": round(secs, 6),
             "rate": round(done / secs, 1) if secs > 0 else 0.0, **percentiles(lat),
-            "time_capped": done + counts["errors"] < a.count,
-            "complete": done == a.count and counts["errors"] == 0}
+            "stopped_by_duration": done + counts["errors"] < a.count and not hit_deadline,
+            "complete": counts["errors"] == 0 and not hit_deadline}
 
 
 # ---- 3: fan-out ------------------------------------------------------------------------

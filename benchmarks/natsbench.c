@@ -501,8 +501,12 @@ static void run_jspub(void)
             progress(atomic_load(&completed) + atomic_load(&errors), cfg.n);
         }
         natsStatus s = js_PublishAsync(js, subjects[sent % nsubjects], payload, cfg.size, NULL);
-        if (s == NATS_TIMEOUT)  /* stalled at MaxPending for StallWait: try again */
+        if (s == NATS_TIMEOUT) {  /* stalled at MaxPending for StallWait: try again, within the deadline */
+            if (now_ns() > deadline_ns)
+                break;
+            progress(atomic_load(&completed) + atomic_load(&errors), cfg.n);
             continue;
+        }
         if (s != NATS_OK)
             fail("js_PublishAsync", s);
         sent++;

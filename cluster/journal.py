@@ -212,6 +212,10 @@ class Journal:
             self._stash = [self[i] for i in range(entryFrom, len(self._index))]
             self._truncate_at(entryFrom)
 
+    def drop_stash(self) -> None:
+        """Forget stashed entries (what stock PySyncObj does: they stay deleted)."""
+        self._stash = []
+
     def restore_stash(self) -> int:
         """Put back stashed entries that still follow the log. Returns how many."""
         restored = 0

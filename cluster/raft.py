@@ -38,6 +38,9 @@ from cluster.state import State
 
 log = logging.getLogger("mq9.raft")
 
+_DEBUG = os.environ.get("MQ9_DEBUG_RAFT") == "1"
+# Tests only: run PySyncObj's stock log handling, to show the regression tests catch its bugs.
+_STOCK = os.environ.get("MQ9_TEST_STOCK_PYSYNCOBJ") == "1"
 OnApplied = Callable[[int, Batch, list[Result], list[Effect]], None]
 
 FAILURE_TEXT = {
@@ -96,7 +99,10 @@ class RaftNode(SyncObj):
         self.stash_restores = 0  # entries the follower guard kept that stock PySyncObj would have dropped
         self.next_index_fixes = 0  # late replies that would have moved a follower's nextIndex back
         self.log_shrinks = 0
+        self._reset_floor: dict = {}  # per follower: the lowest nextIndex it asked for since its last success
         pysyncobj.syncobj.createJournal = _create_journal  # PySyncObj looks this global up in __init__
+        if _STOCK:
+            log.warning("MQ9_TEST_STOCK_PYSYNCOBJ=1: running PySyncObj's unsafe stock log handling (tests only)")
         super().__init__(self_addr, peers, conf)
 
     def _SyncObj__onMessageReceived(self, node, message) -> None:
@@ -107,17 +113,25 @@ class RaftNode(SyncObj):
         then truncate). Follower: after an append_entries message, entries the journal
         stashed instead of dropping go back (see cluster/journal.py).
         """
+        if _STOCK:
+            return self._stock_handler(node, message)
         kind = message.get("type") if isinstance(message, dict) else None
         nexts = self._SyncObj__raftNextIndex
         before = nexts.get(node) if kind == "next_node_idx" else None
         journal = self._SyncObj__raftLog
         last_before = journal[-1][1] if kind == "append_entries" and len(journal) else None
         journal.conflict = False
+        if _DEBUG and kind in ("append_entries", "next_node_idx"):
+            log.warning("DBG recv %s from %s: %s last=%s", kind, node, {k: (v if k not in ("entries", "data", "serialized") else (len(v) if v is not None else None)) for k, v in message.items()}, journal[-1][1:])
         SyncObj._SyncObj__onMessageReceived(self, node, message)
+        if _DEBUG and kind in ("append_entries", "next_node_idx"):
+            log.warning("DBG after last=%s next=%s", journal[-1][1:], dict(nexts))
         if before is not None and message.get("success") and not message.get("reset") \
                 and nexts.get(node, before) < before:
             nexts[node] = before
             self.next_index_fixes += 1
+        if kind == "next_node_idx" and self._isLeader():
+            self._settle_reset(node, message)
         if kind == "append_entries":
             self.stash_restores += journal.restore_stash()
             if last_before is not None and len(journal) and journal[-1][1] < last_before and not journal.conflict \
@@ -140,6 +154,38 @@ class RaftNode(SyncObj):
             os._exit(71)
         if out is not None:
             self._on_applied(index, batch, out[0], out[1])
+
+    def _stock_handler(self, node, message) -> None:
+        """The unfixed handler (MQ9_TEST_STOCK_PYSYNCOBJ=1): journal stash dropped, shrinks counted."""
+        journal = self._SyncObj__raftLog
+        kind = message.get("type") if isinstance(message, dict) else None
+        last_before = journal[-1][1] if kind == "append_entries" and len(journal) else None
+        journal.conflict = False
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        if kind == "append_entries":
+            journal.drop_stash()
+            if last_before is not None and len(journal) and journal[-1][1] < last_before and not journal.conflict:
+                self.log_shrinks += 1
+
+    def _settle_reset(self, node, message: dict) -> None:
+        """Rejections arrive in bursts: the leader pipelines many appends, and the follower
+        rejects each. A rejection for a mismatched term says "go back to i"; the ones for
+        the appends sent after it say "my log ends at j > i". Stock PySyncObj lets the last
+        one win, so nextIndex flips back to j and the follower never catches up (seen after
+        a partition heals). Every rejection is an upper bound on where the logs match, so
+        keep the lowest one until the follower accepts an append."""
+        floors = self._reset_floor
+        if message.get("success"):
+            floors.pop(node, None)
+            return
+        if not message.get("reset"):
+            return
+        floor = min(message["next_node_idx"], floors.get(node, message["next_node_idx"]))
+        floors[node] = floor
+        nexts = self._SyncObj__raftNextIndex
+        if nexts.get(node, floor) > floor:
+            nexts[node] = floor
+            self.next_index_fixes += 1
 
     def _checkCommandsToApply(self) -> None:
         """PySyncObj appends new commands at the end of a tick and commits them in the next.

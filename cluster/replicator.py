@@ -291,6 +291,7 @@ class Replicator:
             "has_quorum": raw.get("has_quorum"),
             "peers": {p: raw.get(f"partner_node_status_server_{p}", 0) == 2 for p in self.peers},
             "match_index": {p: raw.get(f"match_idx_server_{p}") for p in self.peers},
+            "next_index": {p: raw.get(f"next_node_idx_server_{p}") for p in self.peers},
         }
 
     def _on_state_changed(self, old: int, new: int) -> None:  # tick thread

@@ -76,6 +76,7 @@ class ClusterView:
             peers.append({
                 "raft": address, "name": rec.name if rec else "", "client_url": rec.client_url if rec else "",
                 "connected": connected, "match_index": raw.get("match_index", {}).get(address),
+                "next_index": raw.get("next_index", {}).get(address),
             })
         leader_rec = self.nodes.get(leader) if leader else None
         return {

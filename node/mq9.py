@@ -55,6 +55,14 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=False):
 _create_decoder = msgspec.json.Decoder(CreateRequest)
 
 
+class ListRequest(msgspec.Struct):
+    after: str | None = None  # continue after this msg_id
+    limit: int = 0  # at most this many (0: as many as fit)
+
+
+_list_decoder = msgspec.json.Decoder(ListRequest)
+
+
 def error_body(code: int, text: str) -> bytes:
     return _json.encode({"error": text, "code": code})
 
@@ -89,7 +97,7 @@ class MailboxAPI:
         elif subject == subj.PUBLIC_LIST:
             self._read(client, op, self._public_list, b"")
         elif subject == subj.NODE_STATUS and self.view is not None:
-            self._read(client, op, lambda _: (200, _json.encode(self.view.status())), b"")
+            self._read(client, op, lambda _, __: (200, _json.encode(self.view.status())), b"")
         else:
             self._fail(client, op, 400, f"unknown mq9 subject {subject[:128].decode(errors='replace')}")
 
@@ -209,7 +217,7 @@ class MailboxAPI:
             self._fail(client, op, 400, "a request needs a reply subject")
             return
         try:
-            code, body = reader(tail)
+            code, body = reader(tail, op.payload)
         except Exception:
             log.exception("read %s failed", op.subject)
             code, body = 503, error_body(503, "unavailable: storage read failed")
@@ -224,21 +232,38 @@ class MailboxAPI:
             return None  # expired by log time; the next tick removes it
         return mb
 
-    def _list(self, tail: bytes) -> tuple[int, bytes]:
+    def _list(self, tail: bytes, body: bytes) -> tuple[int, bytes]:
+        """Stored messages in delivery order. Long lists come in pages: the reply says
+        `"truncated": true`, and a request `{"after": "<last msg_id>"}` gets the next page."""
         mail_id = tail.decode(errors="replace")
         if not subj.valid_name(mail_id) or self._mailbox(mail_id) is None:
             return 404, f"mailbox {mail_id} not found".encode()
+        try:
+            page = _list_decoder.decode(body or b"{}")
+        except msgspec.DecodeError as exc:
+            return 400, f"invalid request: {exc}".encode()
         items = []
         budget = self.settings.max_payload - 1024
         size = 0
         truncated = False
         prefix = keys.messages(mail_id)
-        for key, value in self.replicator.store.scan(prefix, keys.end_of(prefix)):
+        start = prefix
+        if page.after:
+            if not page.after.isdigit():
+                return 400, b"after must be a msg_id"
+            after = int(page.after)
+            level = next((lvl for lvl in range(c.LEVELS)
+                          if self.replicator.store.get(keys.message(mail_id, lvl, after)) is not None), None)
+            if level is None:
+                return 404, f"message {page.after} not found in {mail_id}".encode()
+            start = keys.message(mail_id, level, after + 1)
+        limit = min(page.limit or LIST_MAX_ENTRIES, LIST_MAX_ENTRIES)
+        for key, value in self.replicator.store.scan(start, keys.end_of(prefix)):
             _, seq = keys.split_message(key)
             msg = records.decode_message(value)
             item = {"msg_id": str(seq), "priority": c.WORDS[msg.word], "ts": msg.ts_ms}
             size += 64 + len(item["msg_id"])
-            if len(items) >= LIST_MAX_ENTRIES or size > budget:
+            if len(items) >= limit or size > budget:
                 truncated = True
                 break
             items.append(item)
@@ -247,7 +272,7 @@ class MailboxAPI:
             body["truncated"] = True
         return 200, _json.encode(body)
 
-    def _info(self, tail: bytes) -> tuple[int, bytes]:
+    def _info(self, tail: bytes, body: bytes) -> tuple[int, bytes]:
         mail_id = tail.decode(errors="replace")
         mb = self._mailbox(mail_id) if subj.valid_name(mail_id) else None
         if mb is None:
@@ -281,7 +306,7 @@ class MailboxAPI:
             "messages": counts, "total": sum(counts.values()), "groups": groups,
         })
 
-    def _public_list(self, tail: bytes) -> tuple[int, bytes]:
+    def _public_list(self, tail: bytes, body: bytes) -> tuple[int, bytes]:
         store = self.replicator.store
         out = []
         for key, _ in store.scan(keys.PUBLIC_PREFIX, keys.end_of(keys.PUBLIC_PREFIX)):

@@ -36,8 +36,7 @@ async def leader_of(nodes: list[NodeProcess], timeout: float = 15.0) -> NodeProc
         leaders = [n for n, s in views if s["state"] == "leader"]
         if len(leaders) != 1:
             return False
-        raft = leaders[0].port + 2000
-        if not all(s["leader"] == f"127.0.0.1:{raft}" for _, s in views):
+        if not all(s["leader"] == leaders[0].raft_address for _, s in views):
             return False
         found[:] = leaders
         return True
@@ -74,8 +73,15 @@ async def mailbox_lists(nodes: list[NodeProcess], mail_ids: list[str]) -> list[d
         nc = await nats.connect(n.url, allow_reconnect=False)
         lists = {}
         for mail_id in mail_ids:
-            reply = json.loads((await nc.request(f"$mq9.AI.MAILBOX.LIST.{mail_id}", b"", timeout=5)).data)
-            lists[mail_id] = [m["msg_id"] for m in reply.get("messages", [])]
+            ids: list[str] = []
+            body = b"{}"
+            while True:  # page through long lists
+                reply = json.loads((await nc.request(f"$mq9.AI.MAILBOX.LIST.{mail_id}", body, timeout=5)).data)
+                ids += [m["msg_id"] for m in reply.get("messages", [])]
+                if not reply.get("truncated"):
+                    break
+                body = json.dumps({"after": ids[-1]}).encode()
+            lists[mail_id] = ids
         await nc.close()
         out.append(lists)
     return out
@@ -91,10 +97,13 @@ class History:
     attempts: int = 0
 
     async def run(self, urls: list[str], publishers: int, stop: asyncio.Event, words=("critical", "normal", "low")) -> None:
-        nc = await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
-                                connect_timeout=2)
+        # one connection per node (each failing over to the others), publishers spread over them
+        conns = [await nats.connect(servers=[url] + [u for u in urls if u != url], dont_randomize=True,
+                                    max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=2)
+                 for url in urls]
 
         async def publisher(k: int) -> None:
+            nc = conns[k % len(conns)]
             rng = random.Random(k)
             i = 0
             while not stop.is_set():
@@ -119,7 +128,8 @@ class History:
                 i += 1
 
         await asyncio.gather(*(publisher(k) for k in range(publishers)))
-        await nc.close()
+        for nc in conns:
+            await nc.close()
 
     def check(self, lists: dict[str, list[str]]) -> None:
         """None lost, none duplicated, each publisher's messages in order within a mailbox."""

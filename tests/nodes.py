@@ -95,6 +95,10 @@ class NodeProcess:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def raft_address(self) -> str:
+        return f"127.0.0.1:{self.port + 2000}"
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "node.cli", "serve", "--name", self.name,
                 "--listen", f"127.0.0.1:{self.port}", "--data", str(self.data), *self.extra]

@@ -182,3 +182,23 @@ async def test_flush_is_a_durability_barrier(node):
     assert len(await list_ids(other, box["mail_id"])) == 500
     await nc.close()
     await other.close()
+
+
+async def test_list_pages_through_long_mailboxes(node):
+    nc = await connect(node)
+    box = await create(nc, ttl=60)
+    ids = [(await send(nc, box["mail_id"], str(i).encode(), "low" if i % 2 else "critical"))["msg_id"]
+           for i in range(25)]
+    expected = ids[0::2] + ids[1::2]  # critical first, then low; FIFO within each
+    got: list[str] = []
+    body: dict = {"limit": 10}
+    while True:
+        reply = await request(nc, f"$mq9.AI.MAILBOX.LIST.{box['mail_id']}", body)
+        got += [m["msg_id"] for m in reply["messages"]]
+        if not reply.get("truncated"):
+            break
+        body = {"limit": 10, "after": got[-1]}
+    assert got == expected
+    bad = await request(nc, f"$mq9.AI.MAILBOX.LIST.{box['mail_id']}", {"after": "nope"})
+    assert bad["code"] == 400
+    await nc.close()
