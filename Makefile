@@ -17,10 +17,10 @@ run: $(STAMP)
 	$(VENV)/bin/mq9 serve
 
 test: $(STAMP)
-	$(PY) -m pytest -q --timeout=300 --ignore=tests/faults tests
+	tests/run_suite.sh default --timeout=300 --ignore=tests/faults tests
 
 test-faults: $(STAMP)
-	$(PY) -m pytest -q --timeout=600 tests/faults
+	tests/run_suite.sh faults --timeout=600 tests/faults
 
 bench: $(STAMP)
 	$(PY) benchmarks/core_nats.py
