@@ -10,7 +10,7 @@ xml="logs/$name.xml"
 echo "== suite $name (log: $log)"
 .venv/bin/python -m pytest -q --junitxml="$xml" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-.venv/bin/python - "$xml" "$name" <<'PY'
+(.venv/bin/python - "$xml" "$name" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
     root = ET.parse(sys.argv[1]).getroot()
@@ -23,4 +23,5 @@ failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites
 skipped = sum(int(s.get("skipped", 0)) for s in suites)
 print(f"{sys.argv[2]}: {tests - failed - skipped} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
 PY
+) | tee -a "$log"
 exit $status
