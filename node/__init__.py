@@ -1,0 +1,1 @@
+"""The NATS front end: protocol, connections, routing, the mq9 API, delivery and the CLI."""
