@@ -24,7 +24,8 @@ and ack. JetStream: a file-storage stream `BENCH` over `bench.>` with R = --node
 with a durable pull consumer.
 
 Each system runs alone (the other is stopped) on loopback ports in 19000-19999, on a
-fresh cluster per phase: workloads 1-5 and 8, then failover (6), then memory/disk (7).
+fresh cluster per phase: workloads 1-4 and 8 (and the sweep), then 5 with nats-py, 5
+with nats.c, failover (6) and memory/disk (7) each on a cluster of their own.
 Every wait has a deadline, every client run a time cap (a run stopped by it reports what
 it did and is marked `*`), and every process is stopped in a `finally` (servers also get
 SIGKILL if this harness dies). If a cluster does not come up or a workload fails, its
@@ -981,15 +982,28 @@ class Bench:
 
 # ---- phases --------------------------------------------------------------------------------
 
-MAIN_ORDER = ["w1", "w2", "w2c", "w8", "w3", "w3c", "w4", "w5", "w5c"]
+# Each phase gets a fresh cluster: a work-queue run can leave state behind (unfinished tasks,
+# redeliveries) that slows what follows, a failover kills a node, and memory/disk wants a
+# clean baseline.
+PHASES = [
+    ("main", ["w1", "w2", "w2c", "w8", "sweep", "w3", "w3c", "w4"]),
+    ("workqueue", ["w5"]),
+    ("workqueue-c", ["w5c"]),
+    ("failover", ["w6"]),
+    ("memory", ["w7"]),
+]
 
 
-def selected_keys(args: argparse.Namespace) -> list[str]:
+def phase_keys(args: argparse.Namespace, keys: list[str]) -> list[str]:
+    out = []
     nums = set(args.workloads)
-    keys = [k for k in MAIN_ORDER if int(k[1]) in nums and not (args.no_c and k.endswith("c"))]
-    if args.window_sweep:
-        keys += [f"sweep{w}" for w in SWEEP_WINDOWS]
-    return keys
+    for k in keys:
+        if k == "sweep":
+            if args.window_sweep:
+                out += [f"sweep{w}" for w in SWEEP_WINDOWS]
+        elif int(k[1]) in nums and not (args.no_c and k.endswith("c")):
+            out.append(k)
+    return out
 
 
 def run_phase(bench: Bench, system: str, phase: str, keys: list[str], results: dict, clusters: dict) -> None:
@@ -1254,14 +1268,12 @@ def main(argv: list[str]) -> int:
         with progress:
             bench = Bench(args, Runner(progress, workdir), workdir)
             for system in systems:
-                run_phase(bench, system, "main", selected_keys(args), results[system], clusters)
-                if 6 in args.workloads:
-                    if args.nodes < 3:
+                for phase, keys in PHASES:
+                    keys = phase_keys(args, keys)
+                    if keys == ["w6"] and args.nodes < 3:
                         results[system]["w6"] = {"na": "n/a (1 node)"}
-                    else:
-                        run_phase(bench, system, "failover", ["w6"], results[system], clusters)
-                if 7 in args.workloads:
-                    run_phase(bench, system, "memory", ["w7"], results[system], clusters)
+                        continue
+                    run_phase(bench, system, phase, keys, results[system], clusters)
     finally:
         if args.keep:
             console.print(f"[dim]kept {workdir}[/]")

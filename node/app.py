@@ -18,6 +18,7 @@ from cluster.replicator import Replicator
 from node.cluster_view import ClusterView
 from node.config import Settings
 from node.mq9 import MailboxAPI
+from node.routes import RouteManager
 from node.server import Server
 
 log = logging.getLogger("mq9.node")
@@ -40,11 +41,15 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     server.mq9 = MailboxAPI(server, replicator, settings, view)
     await server.start()
     view.start()
+    routes = RouteManager(server, replicator.node_id, settings.route_listen, settings.route_peers(),
+                          settings.cluster_secret)
+    await routes.start()
     log.info("Server %s is ready", settings.server_name)
     if ready is not None:
         ready.set()
     await stop.wait()
     log.info("Signal received, draining")
+    await routes.stop()
     await server.drain()
     await replicator.stop()
     log.info("Server exiting")

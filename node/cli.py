@@ -42,6 +42,7 @@ def _settings_from_flags(
     max_pending: int,
     compact_entries: int = 50_000,
     compact_seconds: float = 120.0,
+    routes: str = "",
 ) -> Settings:
     host, port = parse_hostport(listen, 4222)
     settings = Settings(
@@ -57,6 +58,7 @@ def _settings_from_flags(
         ping_interval=ping_interval,
         compact_min_entries=compact_entries,
         compact_min_time_s=compact_seconds,
+        routes=routes,
     )
     if raft:
         raft_host, raft_port = parse_hostport(raft, port + 2000)
@@ -104,6 +106,10 @@ def serve(
     compact_seconds: float = typer.Option(
         120.0, "--compact-seconds", envvar="MQ9_COMPACT_SECONDS", help="...or this many seconds, whichever comes first."
     ),
+    routes: str = typer.Option(
+        "", "--routes", envvar="MQ9_ROUTES",
+        help="HOST:PORT for core NATS routes between nodes \\[default: Raft host, client port + 1000]; peers' routes are their Raft port - 1000.",
+    ),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
     from node import app as node_app
@@ -112,7 +118,7 @@ def serve(
     logs.setup(log_level)
     settings = _settings_from_flags(
         name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending,
-        compact_entries, compact_seconds,
+        compact_entries, compact_seconds, routes,
     )
     node_app.run(settings)
 

@@ -3,8 +3,8 @@
 Names keep nats-server's spelling where a NATS user would look for them
 (`max_payload`, `ping_interval`, `max_pings_out`, `max_pending`); our own limits end
 with their unit (`write_timeout_s`). Ports follow nats-server's habits: clients on
-4222, routes on the client port + 1000 (6222 is nats-server's cluster port; we keep
-5222 for routes), Raft on the client port + 2000.
+4222, routes on the client port + 1000 (5222), Raft on the client port + 2000 (6222,
+where a nats-server cluster listens). A peer's route port is its Raft port - 1000.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Settings:
     peers: tuple[str, ...] = ()
     cluster_secret: str = ""
     advertise: str = ""  # the client URL other nodes tell clients (default host:port)
+    routes: str = ""  # HOST:PORT for routes between nodes (default: Raft host, client port + 1000)
     write_timeout_s: float = 2.5  # every replicated write ends in a reply or a 503 by then
     # mq9 defaults
     default_ttl_s: int = 86400
@@ -71,6 +72,20 @@ class Settings:
     def raft_address(self) -> str:
         port = self.raft_port or self.port + RAFT_PORT_OFFSET
         return f"{self.raft_host}:{port}"
+
+    @property
+    def route_listen(self) -> tuple[str, int]:
+        if self.routes:
+            return parse_hostport(self.routes, self.port + ROUTE_PORT_OFFSET)
+        return self.raft_host, self.port + ROUTE_PORT_OFFSET
+
+    def route_peers(self) -> dict[str, tuple[str, int]]:
+        """Each Raft peer's route address: same host, its Raft port - 1000."""
+        out = {}
+        for peer in self.peers:
+            host, port = parse_hostport(peer)
+            out[f"{host}:{port}"] = (host, port - (RAFT_PORT_OFFSET - ROUTE_PORT_OFFSET))
+        return out
 
     @property
     def client_url(self) -> str:

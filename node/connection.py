@@ -42,6 +42,8 @@ WRITES_OWED_RESUME = 1024
 class ClientConnection(asyncio.Protocol):
     """A NATS client connected to this node."""
 
+    is_route = False
+
     def __init__(self, server: "Server", cid: int) -> None:
         self.server = server
         self.cid = cid

@@ -64,16 +64,24 @@ class Subscription:
 
 
 class Match:
-    """What a subject matched: plain subscriptions and queue groups (lists of members)."""
+    """What a subject matched, split for delivery.
 
-    __slots__ = ("plain", "groups")
+    `plain`: local plain subscriptions. `routes`: other nodes with plain interest, each once.
+    `groups`: (queue name, local members, remote members); a remote member stands for a
+    node with members of that group (route interest). Subscriptions owned by a route say
+    so with `client.is_route`; the split is done once per subject, then cached.
+    """
 
-    def __init__(self, plain: list[Subscription], groups: list[list[Subscription]]) -> None:
+    __slots__ = ("plain", "groups", "routes")
+
+    def __init__(self, plain: list[Subscription], groups: list[tuple[bytes, list[Subscription], list[Subscription]]],
+                 routes: list) -> None:
         self.plain = plain
         self.groups = groups
+        self.routes = routes
 
     def __bool__(self) -> bool:
-        return bool(self.plain or self.groups)
+        return bool(self.plain or self.groups or self.routes)
 
 
 class _Node:
@@ -90,7 +98,7 @@ class _Node:
         return not (self.children or self.star or self.rest or self.plain or self.queues)
 
 
-EMPTY = Match([], [])
+EMPTY = Match([], [], [])
 
 
 class Sublist:
@@ -169,10 +177,10 @@ class Sublist:
         hit = self._cache.get(subject)
         if hit is not None:
             return hit
-        plain: list[Subscription] = []
-        groups: dict[bytes, list[Subscription]] = {}
-        _collect(self._root, subject.split(b"."), 0, plain, groups)
-        result = Match(plain, list(groups.values())) if (plain or groups) else EMPTY
+        found: list[Subscription] = []
+        queued: dict[bytes, list[Subscription]] = {}
+        _collect(self._root, subject.split(b"."), 0, found, queued)
+        result = _split(found, queued) if (found or queued) else EMPTY
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
         self._cache[subject] = result
@@ -193,6 +201,14 @@ class Sublist:
             if node.rest:
                 stack.append(node.rest)
         return out
+
+
+def _split(found: list[Subscription], queued: dict[bytes, list[Subscription]]) -> Match:
+    plain = [s for s in found if not s.client.is_route]
+    routes = list(dict.fromkeys(s.client for s in found if s.client.is_route))
+    groups = [(name, [m for m in members if not m.client.is_route], [m for m in members if m.client.is_route])
+              for name, members in queued.items()]
+    return Match(plain, groups, routes)
 
 
 def _collect(node: _Node, tokens: list[bytes], i: int, plain: list, groups: dict) -> None:
