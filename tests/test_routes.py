@@ -82,10 +82,12 @@ async def test_queue_group_across_nodes_gets_each_message_once(make_cluster):
     subs = [await nc.subscribe("jobs.run", queue="runners", cb=_collector(got[node.name]))
             for node, nc in zip(nodes, conns)]
     publisher = await nats.connect(nodes[0].url)
-    probe_seen: list[bytes] = []
-    await conns[1].subscribe("jobs.run", cb=_collector(probe_seen))
-    await conns[2].subscribe("jobs.run", cb=_collector(probe_seen))
-    await _until_routed(publisher, "jobs.run", probe_seen)
+    seen_1: list[bytes] = []
+    seen_2: list[bytes] = []
+    await conns[1].subscribe("jobs.run", cb=_collector(seen_1))
+    await conns[2].subscribe("jobs.run", cb=_collector(seen_2))
+    await _until_routed(publisher, "jobs.run", seen_1)  # interest from both other nodes has arrived
+    await _until_routed(publisher, "jobs.run", seen_2)
     for lst in got.values():
         lst.clear()
     await subs[0].unsubscribe()  # the local member leaves: messages must go to the other nodes' members
