@@ -62,6 +62,8 @@ class Parser:
         pos = 0
         end_all = len(buf)
         find = buf.find
+        startswith = buf.startswith
+        rest_is_buf = buf is rest  # slices of a bytearray are bytearrays: copy them to bytes
         pending = self._pending
         while True:
             if pending is not None:
@@ -87,24 +89,37 @@ class Parser:
             line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
             if line_end - pos > self.max_control_line:
                 return self._fail(ops, errors.MAX_CONTROL_LINE, "control line too long")
-            line = bytes(buf[pos:line_end])
-            pos = nl + 1
-            if line[:4] == b"PUB ":  # the hot path: most lines are publishes
-                args = line[4:].split()
+            if startswith(b"PUB ", pos):  # the hot path: most lines are publishes
+                args = buf[pos + 4:line_end].split()
                 n = len(args)
                 if n == 2:
-                    subject, reply, size_b = args[0], None, args[1]
+                    subject, size_b = args
+                    reply = None
                 elif n == 3:
                     subject, reply, size_b = args
                 else:
-                    return self._fail(ops, errors.UNKNOWN_PROTOCOL, f"processPub Parse Error: {line!r}")
-                size = _parse_size(size_b)
-                if size < 0:
-                    return self._fail(ops, errors.UNKNOWN_PROTOCOL, f"processPub Bad or Missing Size: {line!r}")
+                    return self._fail(ops, errors.UNKNOWN_PROTOCOL, f"processPub Parse Error: {bytes(buf[pos:line_end])!r}")
+                if not size_b.isdigit() or len(size_b) > 9:
+                    return self._fail(ops, errors.UNKNOWN_PROTOCOL, f"processPub Bad or Missing Size: {bytes(buf[pos:line_end])!r}")
+                size = int(size_b)
                 if size > self.max_payload:
                     return self._fail(ops, errors.MAX_PAYLOAD, f"{size} > {self.max_payload}")
-                pending = (subject, reply, -1, size)
+                if rest_is_buf:
+                    subject = bytes(subject)
+                    reply = bytes(reply) if reply is not None else None
+                start = nl + 1
+                stop = start + size
+                if stop + 2 <= end_all:  # the payload is here already: no pending state
+                    if buf[stop] != 13 or buf[stop + 1] != 10:
+                        return self._fail(ops, errors.UNKNOWN_PROTOCOL, "payload not followed by CRLF")
+                    append(Pub(subject, reply, None, bytes(buf[start:stop])))
+                    pos = stop + 2
+                else:
+                    pending = (subject, reply, -1, size)
+                    pos = start
                 continue
+            line = bytes(buf[pos:line_end])
+            pos = nl + 1
             op = self._control(line)
             if type(op) is tuple:  # a publish (PUB in another case, or HPUB) waiting for its payload
                 pending = op
