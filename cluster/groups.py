@@ -10,7 +10,9 @@ member has room or nothing is left. Every choice depends only on the stored stat
 and the batch, so every node makes the same one.
 
 The group record (G) is written once per batch if it changed; in-flight messages are
-F keys with a T key per ack deadline, so a tick finds expired deadlines by a range scan.
+F keys. Their ack deadlines are kept in the state's in-memory heap (rebuilt from the F
+keys at start): a range scan over an on-disk deadline index would wade through the
+tombstones every acknowledgement leaves behind.
 A group outlives its members (like a JetStream durable consumer): when the last one
 leaves, its cursors and redelivery list stay, so the next member continues where the
 group was and redeliveries keep counting. It goes away with its mailbox.
@@ -97,9 +99,7 @@ def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> boo
 
 
 def drop(ctx: "Apply", group: GroupState) -> None:
-    """Delete a group (its mailbox expired): its record, in-flight entries and deadlines."""
-    for seq, entry in group.inflight.items():
-        ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
+    """Delete a group (its mailbox expired): its record and in-flight entries."""
     prefix = keys.inflights(group.mail_id, group.name)
     ctx.txn.delete_range(prefix, keys.end_of(prefix))
     ctx.txn.delete(keys.group(group.mail_id, group.name))
@@ -112,7 +112,6 @@ def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
     if entry.member in group.load:
         group.load[entry.member] -= 1
     ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
-    ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
     bisect.insort(group.rec.redeliver, (entry.level, seq, entry.delivery))
     ctx.touch(group)
 
@@ -124,7 +123,6 @@ def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
         if entry.member in group.load:
             group.load[entry.member] -= 1
         ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
-        ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
         ctx.touch(group)
         return True
     redeliver = group.rec.redeliver
@@ -141,7 +139,6 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
     entry = group.inflight.get(seq)
     if entry is None:
         return False
-    ctx.txn.delete(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq))
     entry = records.Inflight(entry.member, entry.level, ctx.now + mailbox.ack_wait_ms, entry.delivery)
     group.inflight[seq] = entry
     _write_inflight(ctx, group, seq, entry)
@@ -174,7 +171,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
 
 def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.Inflight) -> None:
     ctx.txn.put(keys.inflight(group.mail_id, group.name, seq), records.encode(entry))
-    ctx.txn.put(keys.deadline(entry.deadline_ms, group.mail_id, group.name, seq), b"")
+    ctx.state.deadline_set(entry.deadline_ms, group.mail_id, group.name, seq)
 
 
 def _next_member(group: GroupState, limit: int) -> int | None:

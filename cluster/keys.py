@@ -12,7 +12,6 @@ one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
     D {mail_id} 0 {dedup id}            Nats-Msg-Id -> seq
     G {mail_id} 0 {group}               queue-group record
     F {mail_id} 0 {group} 0 {seq:8}     message in flight to a group member
-    T {deadline_ms:8} {mail_id} 0 {group} 0 {seq:8}   ack deadline index
     N {node} 0 {mail_id} 0 {group} 0 {member}       group members by node
     S {node}                            a node of the cluster: its boot, client URL and name
 
@@ -111,20 +110,6 @@ def inflights(mail_id: str, name: str | None = None) -> bytes:
     return base if name is None else base + name.encode() + b"\0"
 
 
-def deadline(deadline_ms: int, mail_id: str, name: str, seq: int) -> bytes:
-    return b"T" + pack_u64(deadline_ms) + mail_id.encode() + b"\0" + name.encode() + b"\0" + pack_u64(seq)
-
-
-DEADLINE_PREFIX = b"T"
-
-
-def split_deadline(key: bytes) -> tuple[int, str, str, int]:
-    """(deadline_ms, mail_id, group, seq) of a deadline key."""
-    ms = unpack_u64(key[1:9])[0]
-    mail_id, _, rest = key[9:-9].partition(b"\0")
-    return ms, mail_id.decode(), rest.decode(), unpack_u64(key[-8:])[0]
-
-
 def member_index(node: str, mail_id: str, name: str, member: str) -> bytes:
     """N {node} 0 {mail_id} 0 {group} 0 {member}: a node's group members, to drop them together."""
     return b"N" + node.encode() + b"\0" + mail_id.encode() + b"\0" + name.encode() + b"\0" + member.encode()
@@ -144,3 +129,9 @@ NODES_PREFIX = b"S"
 
 def node(node_id: str) -> bytes:
     return b"S" + node_id.encode()
+
+
+def split_inflight(key: bytes) -> tuple[str, str, int]:
+    """(mail_id, group, seq) of an in-flight key."""
+    mail_id, _, name = key[1:-9].partition(b"\0")
+    return mail_id.decode(), name.decode(), unpack_u64(key[-8:])[0]

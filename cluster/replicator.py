@@ -211,9 +211,7 @@ class Replicator:
     # ---- time and membership ---------------------------------------------------------
 
     def _something_due(self, now_ms: int) -> bool:
-        due = keys.pack_u64(now_ms + 1)
-        return (self.store.first(keys.EXPIRY_PREFIX, keys.EXPIRY_PREFIX + due) is not None
-                or self.store.first(keys.DEADLINE_PREFIX, keys.DEADLINE_PREFIX + due) is not None)
+        return self.state.next_due_ms <= now_ms
 
     async def _ticker(self) -> None:
         ticking: asyncio.Future | None = None

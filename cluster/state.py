@@ -18,6 +18,7 @@ dropped whenever the store is swapped for a snapshot.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import zlib
 from typing import Callable
@@ -45,6 +46,7 @@ log = logging.getLogger("mq9.state")
 
 EXPIRE_PER_BATCH = 256  # mailboxes / ack deadlines retired per batch at most; the rest next time
 MAILBOX_CACHE_MAX = 65536
+NEVER = 1 << 62
 
 
 class Apply:
@@ -76,15 +78,35 @@ class State:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.applied_index, self.now_ms, self.digest = store.applied()
         self._mailboxes: dict[str, records.Mailbox | None] = {}
         self._groups: dict[str, dict[str, groups.GroupState]] = {}
+        self.reset()
 
     def reset(self) -> None:
-        """The store changed under us (snapshot installed): forget every cache."""
+        """(Re)load from the store: at start, and when a snapshot replaced it. Caches go.
+
+        Ack deadlines live in a heap (deadline, mail, group, seq), rebuilt here from the F
+        keys; entries made stale by an ack or a +WPI stay until their time and are skipped.
+        The next mailbox expiry is remembered so idle batches skip the expiry scan.
+        """
         self.applied_index, self.now_ms, self.digest = self.store.applied()
         self._mailboxes.clear()
         self._groups.clear()
+        self._deadlines: list[tuple[int, str, str, int]] = []
+        for key, value in self.store.scan(b"F", b"G"):
+            mail_id, name, seq = keys.split_inflight(key)
+            self._deadlines.append((records.decode_inflight(value).deadline_ms, mail_id, name, seq))
+        heapq.heapify(self._deadlines)
+        first = self.store.first(keys.EXPIRY_PREFIX, keys.end_of(keys.EXPIRY_PREFIX))
+        self._next_expiry = keys.split_expiry(first[0])[0] if first else NEVER
+        self.next_due_ms = self._due()
+
+    def _due(self) -> int:
+        """When something is next due (a TTL or an ack deadline), in log time."""
+        return min(self._next_expiry, self._deadlines[0][0] if self._deadlines else NEVER)
+
+    def deadline_set(self, deadline_ms: int, mail_id: str, name: str, seq: int) -> None:
+        heapq.heappush(self._deadlines, (deadline_ms, mail_id, name, seq))
 
     # ---- apply ---------------------------------------------------------------------
 
@@ -113,6 +135,7 @@ class State:
         self.applied_index = index
         self.now_ms = now
         self.digest = digest
+        self.next_due_ms = self._due()
         return results, ctx.effects
 
     # ---- reads used by handlers ------------------------------------------------------
@@ -145,22 +168,27 @@ class State:
 
     def _retire_due(self, ctx: Apply) -> None:
         txn, now = ctx.txn, ctx.now
-        due = keys.EXPIRY_PREFIX + keys.pack_u64(now + 1)
-        for key, _ in list(txn.scan(keys.EXPIRY_PREFIX, due, EXPIRE_PER_BATCH)):
-            _, mail_id = keys.split_expiry(key)
-            mb = self.mailbox(txn, mail_id)
-            if mb is not None:
-                self._expire(ctx, mb)
-            else:
-                txn.delete(key)
-        due = keys.DEADLINE_PREFIX + keys.pack_u64(now + 1)
-        for key, _ in list(txn.scan(keys.DEADLINE_PREFIX, due, EXPIRE_PER_BATCH)):
-            _, mail_id, name, seq = keys.split_deadline(key)
+        if now >= self._next_expiry:
+            due = keys.EXPIRY_PREFIX + keys.pack_u64(now + 1)
+            for key, _ in list(txn.scan(keys.EXPIRY_PREFIX, due, EXPIRE_PER_BATCH)):
+                _, mail_id = keys.split_expiry(key)
+                mb = self.mailbox(txn, mail_id)
+                if mb is not None:
+                    self._expire(ctx, mb)
+                else:
+                    txn.delete(key)
+            first = txn.first(keys.EXPIRY_PREFIX, keys.end_of(keys.EXPIRY_PREFIX))
+            self._next_expiry = keys.split_expiry(first[0])[0] if first else NEVER
+        heap = self._deadlines
+        retired = 0
+        while heap and heap[0][0] <= now and retired < EXPIRE_PER_BATCH:
+            deadline, mail_id, name, seq = heapq.heappop(heap)
             mb = self.mailbox(txn, mail_id)
             group = self.groups_of(txn, mail_id).get(name) if mb is not None else None
-            if group is None or seq not in group.inflight:
-                txn.delete(key)
-                continue
+            entry = group.inflight.get(seq) if group is not None else None
+            if entry is None or entry.deadline_ms != deadline:
+                continue  # acknowledged, extended or gone since: a stale heap entry
+            retired += 1
             groups.take_back(ctx, group, seq)
             groups.fill(ctx, mb, group)
 
@@ -198,6 +226,7 @@ class State:
         txn.put(keys.mailbox(cmd.mail_id), records.encode(mb))
         if expires:
             txn.put(keys.expiry(expires, cmd.mail_id), b"")
+            self._next_expiry = min(self._next_expiry, expires)
         if cmd.public:
             txn.put(keys.public(cmd.mail_id), b"")
         self._mailboxes[cmd.mail_id] = mb

@@ -21,7 +21,7 @@ import shutil
 import threading
 from typing import Iterator
 
-from rocksdict import Checkpoint, Options, Rdict, WriteBatch
+from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
 
 from cluster import keys
 
@@ -33,7 +33,19 @@ def _options() -> Options:
     opts.set_write_buffer_size(16 << 20)
     opts.set_max_total_wal_size(128 << 20)
     opts.set_keep_log_file_num(2)
+    # queues delete what they read: compact SST files full of tombstones early
+    opts.add_compact_on_deletion_collector_factory(4096, 1024, 0.5)
     return opts
+
+
+def bounded_iter(db: Rdict, lo: bytes, hi: bytes):
+    """An iterator positioned at `lo` that stops at `hi` inside RocksDB: a seek into an
+    empty range then does not walk the tombstones that lie beyond it."""
+    opts = ReadOptions()
+    opts.set_iterate_upper_bound(hi)
+    it = db.iter(opts)
+    it.seek(lo)
+    return it
 
 
 class Store:
@@ -63,13 +75,10 @@ class Store:
 
     def scan(self, lo: bytes, hi: bytes, limit: int = 0) -> Iterator[tuple[bytes, bytes]]:
         """Key/value pairs with lo <= key < hi, in key order (latest committed state)."""
-        it = self.db.iter()
-        it.seek(lo)
+        it = bounded_iter(self.db, lo, hi)
         n = 0
         while it.valid():
             key = it.key()
-            if key >= hi:
-                break
             yield key, it.value()
             n += 1
             if limit and n >= limit:
@@ -77,13 +86,8 @@ class Store:
             it.next()
 
     def first(self, lo: bytes, hi: bytes) -> tuple[bytes, bytes] | None:
-        it = self.db.iter()
-        it.seek(lo)
-        if it.valid():
-            key = it.key()
-            if key < hi:
-                return key, it.value()
-        return None
+        it = bounded_iter(self.db, lo, hi)
+        return (it.key(), it.value()) if it.valid() else None
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -174,18 +178,13 @@ class Txn:
         mine = self._sorted[start:stop]
         j = 0
         n = 0
-        it = self.store.db.iter()
-        it.seek(lo)
+        it = bounded_iter(self.store.db, lo, hi)
         db_key = it.key() if it.valid() else None
-        if db_key is not None and db_key >= hi:
-            db_key = None
         while db_key is not None or j < len(mine):
             if db_key is not None and (j >= len(mine) or db_key < mine[j]):
                 key, value = db_key, it.value()
                 it.next()
                 db_key = it.key() if it.valid() else None
-                if db_key is not None and db_key >= hi:
-                    db_key = None
                 if key in overlay or (self._cleared and self._in_cleared(key)):
                     continue  # the overlay decides (below) or the key was range-deleted
             else:
@@ -194,8 +193,6 @@ class Txn:
                 if db_key == key:  # same key in both: the overlay wins
                     it.next()
                     db_key = it.key() if it.valid() else None
-                    if db_key is not None and db_key >= hi:
-                        db_key = None
                 value = overlay[key]
                 if value is None:
                     continue
