@@ -14,6 +14,7 @@ one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
     F {mail_id} 0 {group} 0 {seq:8}     message in flight to a group member
     N {node} 0 {mail_id} 0 {group} 0 {member}       group members by node
     S {node}                            a node of the cluster: its boot, client URL and name
+    A {origin} 0 {batch number:8}       batches already applied (a resent batch is skipped)
 
 A message's `seq` is `raft_index << 16 | position in batch`: unique in the cluster
 forever, increasing in log order (FIFO within a level), and it tells which log entry
@@ -135,3 +136,11 @@ def split_inflight(key: bytes) -> tuple[str, str, int]:
     """(mail_id, group, seq) of an in-flight key."""
     mail_id, _, name = key[1:-9].partition(b"\0")
     return mail_id.decode(), name.decode(), unpack_u64(key[-8:])[0]
+
+
+def applied_batch(origin: str, number: int) -> bytes:
+    return b"A" + origin.encode() + b"\0" + pack_u64(number)
+
+
+def applied_batches(origin: str) -> bytes:
+    return b"A" + origin.encode() + b"\0"

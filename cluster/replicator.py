@@ -12,10 +12,14 @@ refused by then is answered with 503, so a client never hangs and never gets a f
 success. A 503 may still commit later (a leader change can do that); clients that
 retry with a `Nats-Msg-Id` header are safe. The 503 text says which case it is:
 "no quorum: not stored" when the batch never left this node, "outcome unknown" once
-Raft had it. A batch is handed to Raft only when a leader in contact with a majority
-can take it (an isolated leader would append it to a log nobody confirms); until
-then, and while there is no leader (start-up, an election), it is retried every
-`RETRY_S` until the deadline, so a failover shows up as a delay, not as errors.
+Raft had it.
+
+Within the deadline a batch is resent as often as needed: when PySyncObj refuses it
+(no leader, leader changed before commit), and when the leader changed while we waited
+(a forward to a dead leader vanishes silently). Resending is safe because apply skips
+a batch whose (origin, number) it already applied. A batch is handed to Raft only when
+a leader in contact with a majority can take it (an isolated leader would append it to
+a log nobody confirms). So a failover shows up as a delay, not as errors.
 
 On the leader, a ticker commits a `Tick` whenever a mailbox TTL or an ack deadline is
 due, so time-based decisions happen at one log position on every node.
@@ -34,7 +38,7 @@ from cluster import commands as c
 from cluster import keys
 from cluster.batcher import Batcher
 from cluster.effects import Effect, Failure, Result
-from cluster.raft import FAIL_REASON, FAILURE_TEXT, SUCCESS, RaftNode, make_conf
+from cluster.raft import SUCCESS, RaftNode, make_conf
 from cluster.state import State
 from cluster.store import Store
 
@@ -42,19 +46,21 @@ log = logging.getLogger("mq9.replicator")
 
 Listener = Callable[[int, list[Effect]], None]
 RETRY_S = 0.05
-RETRYABLE = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}  # never left this node: safe to resend
+STALL_S = 0.5
 
 
 class _Waiting:
     """A batch sent to Raft (or waiting for a leader to take it) and the clients awaiting it."""
 
-    __slots__ = ("futures", "timer", "blob", "sent")
+    __slots__ = ("futures", "timer", "blob", "ever_sent", "attempt", "sent_under")
 
     def __init__(self, futures: list[asyncio.Future], timer: asyncio.TimerHandle, blob: bytes) -> None:
         self.futures = futures
         self.timer = timer
         self.blob = blob
-        self.sent = False  # handed to Raft: from then on a timeout means "outcome unknown"
+        self.ever_sent = False  # handed to Raft once: from then on a timeout means "outcome unknown"
+        self.attempt = 0  # which send is current; callbacks of earlier ones are ignored
+        self.sent_under: tuple = ()  # (leader, term) when the current attempt was sent
 
 
 def unavailable(reason: str) -> Failure:
@@ -145,30 +151,46 @@ class Replicator:
         waiting = self._waiting.get(number)
         if waiting is None:  # answered (or past its deadline) meanwhile
             return
-        if self.raft.can_accept_writes():
-            waiting.sent = True
-            self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number))
-        else:
+        if not self.raft.can_accept_writes():
             self._loop.call_later(RETRY_S, self._try_send, number)
+            return
+        waiting.attempt += 1
+        waiting.ever_sent = True
+        waiting.sent_under = (self.raft.leader_address(), self.raft.term())
+        self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number, waiting.attempt))
+        self._loop.call_later(STALL_S, self._check_stall, number, waiting.attempt)
 
-    def _raft_callback(self, number: int, result: object, error: int) -> None:  # tick thread
-        if error in RETRYABLE:
-            self._loop.call_soon_threadsafe(self._not_taken, number)
-        elif error != SUCCESS:
-            reason = FAILURE_TEXT.get(error, f"raft error {error}")
-            self._loop.call_soon_threadsafe(self._resolve_failed, number, unavailable(f"{reason}: outcome unknown"))
+    def _raft_callback(self, number: int, attempt: int, result: object, error: int) -> None:  # tick thread
+        if error != SUCCESS:
+            self._loop.call_soon_threadsafe(self._refused, number, attempt, error)
 
-    def _not_taken(self, number: int) -> None:
+    def _refused(self, number: int, attempt: int, error: int) -> None:
+        """PySyncObj gave up on this attempt (no leader, leader changed...): send it again.
+
+        Safe even when the attempt was appended somewhere and commits later: apply skips a
+        batch whose (origin, number) it has already applied."""
         waiting = self._waiting.get(number)
-        if waiting is not None:
-            waiting.sent = False  # PySyncObj refused it before it left this node
+        if waiting is not None and waiting.attempt == attempt:
+            waiting.attempt += 1  # this attempt is over; a late callback for it is ignored
             self._loop.call_later(RETRY_S, self._try_send, number)
+
+    def _check_stall(self, number: int, attempt: int) -> None:
+        """A follower's forward to a leader that died is dropped without a word: if the
+        leader changed since we sent and nothing came back, send again."""
+        waiting = self._waiting.get(number)
+        if waiting is None or waiting.attempt != attempt:
+            return
+        if (self.raft.leader_address(), self.raft.term()) != waiting.sent_under:
+            waiting.attempt += 1
+            self._try_send(number)
+        else:
+            self._loop.call_later(STALL_S, self._check_stall, number, attempt)
 
     def _deadline(self, number: int) -> None:
         waiting = self._waiting.get(number)
         if waiting is None:
             return
-        if waiting.sent:
+        if waiting.ever_sent:
             reason = "write timed out: outcome unknown, retry with the same Nats-Msg-Id"
         else:
             reason = "no quorum: not stored"

@@ -45,6 +45,7 @@ from cluster.store import Store, Txn
 log = logging.getLogger("mq9.state")
 
 EXPIRE_PER_BATCH = 256  # mailboxes / ack deadlines retired per batch at most; the rest next time
+BATCH_MEMORY = 65536  # how many of a node's recent batch numbers are remembered for duplicates
 MAILBOX_CACHE_MAX = 65536
 NEVER = 1 << 62
 
@@ -113,6 +114,9 @@ class State:
     def apply_batch(self, batch: c.Batch, index: int, entry_crc: int = 0) -> tuple[list[Result], list[Effect]] | None:
         """Apply one log entry. Returns None for an entry already applied before a restart.
 
+        A batch whose (origin, number) was applied before is a resend (its node retried
+        after a leader change) and changes nothing: so resending is always safe.
+
         `entry_crc` (the CRC of the entry's bytes) is folded into `digest`, a fingerprint of
         the whole applied log: two nodes at the same applied index must have the same one.
         """
@@ -120,6 +124,14 @@ class State:
             return None
         now = max(self.now_ms, batch.time_ms)
         ctx = Apply(self, self.store.begin(), now, index)
+        seen = keys.applied_batch(batch.origin, batch.number)
+        if ctx.txn.get(seen) is not None:  # a resend of a batch that already committed: skip it
+            self._finish(ctx, index, now, entry_crc)
+            return [], []
+        ctx.txn.put(seen, b"")
+        if batch.number % 1024 == 0 and batch.number > BATCH_MEMORY:
+            prefix = keys.applied_batches(batch.origin)
+            ctx.txn.delete_range(prefix, keys.applied_batch(batch.origin, batch.number - BATCH_MEMORY))
         self._retire_due(ctx)
         results: list[Result] = []
         for position, command in enumerate(batch.commands[: keys.MAX_BATCH_COMMANDS]):
@@ -130,13 +142,16 @@ class State:
                 log.exception("apply: %s at index %d failed", type(command).__name__, index)
                 results.append(Failure(500, "internal error"))
         ctx.save_groups()
+        self._finish(ctx, index, now, entry_crc)
+        return results, ctx.effects
+
+    def _finish(self, ctx: Apply, index: int, now: int, entry_crc: int) -> None:
         digest = zlib.crc32(keys.pack_u64(index) + keys.pack_u64(entry_crc), self.digest & 0xFFFFFFFF)
         self.store.commit(ctx.txn, index, now, digest)
         self.applied_index = index
         self.now_ms = now
         self.digest = digest
         self.next_due_ms = self._due()
-        return results, ctx.effects
 
     # ---- reads used by handlers ------------------------------------------------------
 
@@ -321,6 +336,12 @@ class State:
 
     def _node_restarted(self, ctx: Apply, cmd: c.NodeRestarted, position: int) -> Result:
         self._drop_node_members(ctx, cmd.node, keep_boot=cmd.boot)
+        old = ctx.txn.get(keys.node(cmd.node))
+        if old is not None:  # forget the batches of its previous life
+            old_boot = records.decode_node(old).boot
+            if old_boot != cmd.boot:
+                prefix = keys.applied_batches(old_boot)
+                ctx.txn.delete_range(prefix, keys.end_of(prefix))
         ctx.txn.put(keys.node(cmd.node), records.encode(records.Node(cmd.node, cmd.boot, cmd.client_url, cmd.name)))
         ctx.effects.append(NodeAnnounced(cmd.node, cmd.client_url, cmd.name))
         return DONE

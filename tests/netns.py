@@ -76,6 +76,10 @@ class NetnsLab:
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"10.99.{self.subnet}.1/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
+        # dockerd sets the FORWARD policy to DROP and makes bridged traffic pass iptables:
+        # let traffic between our namespaces through whatever else runs on the machine
+        self._forward_rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+        _run("iptables", "-I", *self._forward_rule)
         ips = [f"10.99.{self.subnet}.{10 + i}" for i in range(n)]
         self.nodes: list[NetnsNode] = []
         for i in range(n):
@@ -111,3 +115,4 @@ class NetnsLab:
         for veth in self.veths:
             subprocess.run(["ip", "link", "del", veth], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        subprocess.run(["iptables", "-D", *self._forward_rule], capture_output=True)

@@ -21,8 +21,11 @@ def _dump(state: State) -> list[tuple[bytes, bytes]]:
     return list(state.store.scan(b"", b"\xff" * 8))
 
 
-def _batch(t: int, *cmds, origin="n1", number=1) -> c.Batch:
-    return c.Batch(t, origin, number, list(cmds))
+_numbers = iter(range(1, 1 << 30))
+
+
+def _batch(t: int, *cmds, origin="n1", number=None) -> c.Batch:
+    return c.Batch(t, origin, number if number is not None else next(_numbers), list(cmds))
 
 
 def test_golden_bytes_of_commands():
@@ -30,7 +33,7 @@ def test_golden_bytes_of_commands():
     batch = _batch(1000, c.CreateMailbox("a.b", 60, True, "a.b", "d", 30000, 64),
                    c.StoreMessage("a.b", 3, None, b"x", "id1"), c.Ack("a.b", 7, c.NAK, "g"),
                    c.DeleteMessage("a.b", 7), c.GroupJoin("a.b", "g", "m", "n", 15), c.GroupLeave("a.b", "g", "m"),
-                   c.Tick(), c.NodeRestarted("n", "b"), c.NodeDown("n"))
+                   c.Tick(), c.NodeRestarted("n", "b"), c.NodeDown("n"), number=1)
     assert c.encode_batch(batch).hex() == (
         "94cd03e8a26e3101999801a3612e623cc3a3612e62a164cd7530409602a3612e6203c0c40178a369643195"
         "03a3612e620701a1679304a3612e62079605a3612e62a167a16da16e0f9406a3612e62a167a16d91079508"
@@ -46,7 +49,7 @@ def test_entries_written_before_a_field_was_appended_still_decode():
 
 
 def test_encoding_is_stable():
-    batch = _batch(5, c.StoreMessage("box", 0, b"NATS/1.0\r\n\r\n", b"payload", None))
+    batch = _batch(5, c.StoreMessage("box", 0, b"NATS/1.0\r\n\r\n", b"payload", None), number=1)
     blob = c.encode_batch(batch)
     assert blob == bytes.fromhex("9405a26e3101919602a3626f7800c40c4e4154532f312e300d0a0d0ac4077061796c6f6164c0")
 
@@ -178,3 +181,14 @@ def test_apply_never_raises_on_odd_commands(tmp_path):
         c.CreateMailbox("ok.box", 0, False, "", "", 1, 1), c.StoreMessage("ok.box", 99, None, b"")), 2)
     assert [getattr(r, "code", None) for r in results] == [404, 404, 404, 404, 400, None, 400]
     assert isinstance(results[5], Created)
+
+
+def test_a_resent_batch_is_applied_once(tmp_path):
+    s = _state(tmp_path)
+    s.apply_batch(_batch(1, c.CreateMailbox("dup.box", 0, False, "", "", 1000, 4)), 2)
+    batch = _batch(2, c.StoreMessage("dup.box", c.NORMAL, None, b"once"), origin="nodeA", number=77)
+    first = s.apply_batch(batch, 3)
+    again = s.apply_batch(batch, 4)  # the same batch committed twice (resent after a leader change)
+    assert isinstance(first[0][0], Stored) and again == ([], [])
+    assert len(list(s.store.scan(keys.messages("dup.box"), keys.end_of(keys.messages("dup.box"))))) == 1
+    assert s.applied_index == 4

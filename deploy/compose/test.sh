@@ -59,31 +59,56 @@ export MQ9_IMAGE=$IMAGE MQ9_BUILD_CONTEXT=$WORK/context MQ9_BASE_IMAGE=$BASE MQ9
        MQ9_ENV_FILE=$WORK/cluster.env MQ9_LOG_LEVEL=info
 
 # ---- teardown: always, once --------------------------------------------------------------
+base_id() {  # our base image's id: from its tag, or as recorded when this run imported it
+  docker image inspect -f '{{.Id}}' "$BASE" 2>/dev/null || cat "$WORK/base.id" 2>/dev/null
+}
+
+our_images() {  # every image whose chain of parents reaches our base image (base included)
+  local base=$1 id cur
+  [ -n "$base" ] || return 0
+  for id in $(docker images -aq --no-trunc 2>/dev/null); do
+    cur=$id
+    while [ -n "$cur" ]; do
+      if [ "$cur" = "$base" ]; then echo "$id"; break; fi
+      cur=$(docker image inspect -f '{{.Parent}}' "$cur" 2>/dev/null)
+    done
+  done | sort -u
+}
+
 leftovers() {  # docker objects of this script that still exist, one per line
   docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" 2>/dev/null | sed 's/^/container /'
   docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" 2>/dev/null | sed 's/^/network /'
   docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" 2>/dev/null | sed 's/^/volume /'
   docker images -q "$IMAGE" 2>/dev/null | sed 's/^/image /'
   docker images -q "$BASE" 2>/dev/null | sed 's/^/image /'
+  our_images "$(base_id)" | sed 's/^/image /'
 }
 
 remove_all() {
+  local ids base
+  base=$(base_id)
   compose down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1
   # also what a killed earlier run may have left (compose down needs the same file to find it)
-  local ids
   ids=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")
   [ -n "$ids" ] && docker rm -f -v $ids >/dev/null
   ids=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")
   [ -n "$ids" ] && docker network rm $ids >/dev/null
   ids=$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
   [ -n "$ids" ] && docker volume rm $ids >/dev/null
-  # the build stage of the multi-stage build is an untagged image created after our base
-  if docker image inspect "$BASE" >/dev/null 2>&1; then
-    ids=$(docker images -q --filter dangling=true --filter "since=$BASE")
-    [ -n "$ids" ] && docker rmi $ids >/dev/null 2>&1
-  fi
+  # the image, its base, and the untagged images of the build (the multi-stage build's
+  # first stage, and the layers of a build that failed half-way)
   docker rmi "$IMAGE" >/dev/null 2>&1
+  for id in $(our_images "$base"); do  # containers a failed build step leaves behind
+    ids=$(docker ps -aq --filter "ancestor=$id")
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+  done
+  for _ in 1 2 3; do
+    ids=$(our_images "$base" | grep -v "^$base\$")
+    [ -z "$ids" ] && break
+    docker rmi $ids >/dev/null 2>&1
+  done
   docker rmi "$BASE" >/dev/null 2>&1
+  [ -n "$base" ] && docker rmi "$base" >/dev/null 2>&1
   return 0
 }
 
@@ -216,6 +241,7 @@ if [ ! -s "$BASE_TAR" ]; then
 fi
 say "docker import $BASE_TAR as $BASE"
 docker import --change 'CMD ["python3"]' "$BASE_TAR" "$BASE" >/dev/null || abort "setup: docker import of the base image"
+docker image inspect -f '{{.Id}}' "$BASE" > "$WORK/base.id"
 read -r img_py img_glibc img_arch < <(docker run --rm --network none "$BASE" python3 -c \
   'import sys, platform; print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.libc_ver()[1], platform.machine())')
 [ -n "${img_arch:-}" ] || abort "setup: the base image has no working python3"
