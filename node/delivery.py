@@ -75,10 +75,13 @@ def _applied_index(it) -> int:
     return keys.unpack_u64(it.value()[:8])[0] if it.valid() and it.key() == keys.META else 0
 
 
+_WORD_BYTES = tuple(w.encode() for w in c.WORDS)
+
+
 def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None) -> bytes:
     """The delivered message's NATS/1.0 block: mq9 headers, then the sender's own."""
     block = b"NATS/1.0\r\nmq9-msg-id: %d\r\nmq9-priority: %s\r\nmq9-ts: %d\r\nmq9-delivery: %d\r\n" % (
-        seq, c.WORDS[word].encode(), ts_ms, delivery)
+        seq, _WORD_BYTES[word], ts_ms, delivery)
     if sender:
         first = sender.find(b"\r\n")
         rest = sender[first + 2:] if first >= 0 else b""
@@ -301,6 +304,10 @@ class Delivery:
         """Deliver what is stored, paced by the client's socket, then go live."""
         try:
             client = ms.client
+            deliver, sub = client.deliver, ms.sub
+            decode, unpack = records.decode_message, keys.unpack_u64
+            subjects = [subj.message_subject(ms.mail_id, w) for w in range(len(c.WORDS))]
+            ack_head, ack_tail = subj.ACK_PREFIX, b"._." + ms.mail_id.encode()
             for level in range(c.LEVELS):
                 if not ms.levels & (1 << level):
                     continue
@@ -311,11 +318,10 @@ class Delivery:
                     key = it.key()
                     if not key.startswith(prefix):
                         break
-                    msg = records.decode_message(it.value())
-                    seq = keys.unpack_u64(key[-8:])[0]
-                    client.deliver(ms.sub, subj.message_subject(ms.mail_id, msg.word),
-                                   subj.ack_subject(seq, None, ms.mail_id),
-                                   headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload)
+                    msg = decode(it.value())
+                    seq = unpack(key[-8:])[0]
+                    deliver(sub, subjects[msg.word], b"%s%d%s" % (ack_head, seq, ack_tail),
+                            headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload)
                     it.next()
                     sent += 1
                     if sent % REPLAY_CHUNK == 0:
