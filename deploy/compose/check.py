@@ -296,13 +296,21 @@ async def check_kill_leader(state: dict) -> str:
     next_i = 0
     retries = 0
     killed_at = None
+    issued_after_kill = 0
+    go = asyncio.Event()  # cleared while `docker kill` runs: the messages after it go to a dead leader's cluster
+    go.set()
     started = time.monotonic()
 
     async def publisher(k: int) -> None:
-        nonlocal next_i, retries, killed_at
+        nonlocal next_i, retries, killed_at, issued_after_kill
         nc = conns[list(NODES)[k % 3]]
-        while next_i < PUBLISHES:
+        while True:
+            await go.wait()
+            if next_i >= PUBLISHES:
+                break
             i, next_i = next_i, next_i + 1
+            if killed_at is not None:
+                issued_after_kill += 1
             msg_id = f"kill-{i}"
             while True:  # the same message, same Nats-Msg-Id, until acknowledged
                 try:
@@ -319,8 +327,12 @@ async def check_kill_leader(state: dict) -> str:
                 await asyncio.sleep(0.1)
             if killed_at is None and len(acked) >= PUBLISHES // 4:
                 killed_at = len(acked)
+                go.clear()  # messages already sent stay in flight; no new ones until the leader is dead
                 log(f"{killed_at} acknowledged: docker kill {victim} (the leader)")
-                await asyncio.to_thread(sh, "docker", "kill", cid)
+                try:
+                    await asyncio.to_thread(sh, "docker", "kill", cid)
+                finally:
+                    go.set()
 
     try:
         await asyncio.gather(*(publisher(k) for k in range(12)))
@@ -344,7 +356,10 @@ async def check_kill_leader(state: dict) -> str:
         raise AssertionError(f"only {len(acked)} of {PUBLISHES} acknowledged")
     if inspect(cid, "{{.State.Status}}") == "running":
         raise AssertionError(f"{victim} is running again: docker kill did not stop it")
-    return (f"{PUBLISHES} acknowledged in {elapsed:.1f}s, {victim} killed after {killed_at}, {retries} retries; "
+    if issued_after_kill < PUBLISHES // 2:
+        raise AssertionError(f"only {issued_after_kill} messages were sent after the kill")
+    return (f"{PUBLISHES} acknowledged in {elapsed:.1f}s, {victim} killed after {killed_at}, "
+            f"{issued_after_kill} sent after the kill, {retries} retries; "
             f"new leader {new_leader}; {', '.join(survivors)} list all {PUBLISHES}, none lost, none twice")
 
 

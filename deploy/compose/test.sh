@@ -28,7 +28,8 @@ cd "$ROOT" || exit 1
 
 if [ -z "${MQ9T_LOGGING:-}" ]; then  # run again with the output also going to logs/compose.log
   mkdir -p logs
-  MQ9T_LOGGING=1 bash "$HERE/test.sh" "$@" 2>&1 | tee logs/compose.log
+  # tee ignores Ctrl-C and TERM, so the log and the terminal still get the teardown
+  MQ9T_LOGGING=1 bash "$HERE/test.sh" "$@" 2>&1 | (trap '' INT TERM; exec tee logs/compose.log)
   exit "${PIPESTATUS[0]}"
 fi
 
@@ -171,6 +172,7 @@ finish() {
 }
 trap finish EXIT
 trap 'echo "interrupted"; failed=$((failed + 1)); exit 130' INT TERM
+trap '' PIPE  # Ctrl-C also ends the tee of the log: the teardown must go on without it
 
 abort() {  # a setup step failed: nothing after it can run
   fail "$*"
