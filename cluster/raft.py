@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import zlib
 from typing import Callable
 
@@ -84,6 +85,8 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         logCompactionMinTime=compact_min_time_s,
         connectionRetryTime=0.5,
         connectionTimeout=2.0,
+        dnsCacheTime=5.0,  # a container that comes back may have a new address
+        dnsFailCacheTime=1.0,
         dynamicMembershipChange=False,
         password=secret or None,
         onStateChanged=on_state_changed,
@@ -106,6 +109,21 @@ class _NoCompression:
 
 
 pysyncobj.tcp_connection.zlib = _NoCompression
+_stock_keepalive = pysyncobj.tcp_connection.TcpConnection.setSockoptKeepalive
+
+
+def _keepalive_and_bounded_waits(self) -> None:
+    """PySyncObj checks its connect timeout only when the socket has an event, so a
+    connect into a vanished network waits for the kernel (about 2 minutes of SYN
+    retries). Bound it per socket: 2 SYN retries (~7 s), and 5 s for unacknowledged data."""
+    _stock_keepalive(self)
+    sock = self._TcpConnection__socket
+    if sock is not None and hasattr(socket, "TCP_SYNCNT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
+
+
+pysyncobj.tcp_connection.TcpConnection.setSockoptKeepalive = _keepalive_and_bounded_waits
 
 
 def _create_journal(journal_file: str | None = None) -> Journal:

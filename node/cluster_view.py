@@ -88,7 +88,8 @@ class ClusterView:
             "leader_name": leader_rec.name if leader_rec else (self.settings.server_name if leader == self.replicator.raft_address else None),
             "term": raw.get("term"),
             "commit_index": raw.get("commit_index"),
-            "applied_index": self.replicator.state.applied_index,
+            "applied_index": raw.get("applied_index"),  # Raft's, no-op entries included
+            "state_index": self.replicator.state.applied_index,  # the last entry that changed the store
             "applied_digest": self.replicator.state.digest,
             "log_len": raw.get("log_len"),
             "has_quorum": raw.get("has_quorum"),

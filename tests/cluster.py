@@ -52,7 +52,8 @@ async def wait_converged(nodes: list[NodeProcess], timeout: float = 30.0) -> lis
     async def same() -> bool:
         views = [await status(n) for n in nodes if n.alive()]
         indexes = {v["applied_index"] for v in views}
-        if len(indexes) == 1 and all(v["commit_index"] == v["applied_index"] for v in views):
+        if len(indexes) == 1 and len({v["state_index"] for v in views}) == 1 \
+                and all(v["commit_index"] == v["applied_index"] for v in views):
             result[:] = views
             return True
         return False
