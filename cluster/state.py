@@ -284,13 +284,21 @@ class State:
             if groups.forget(ctx, group, level, seq):
                 groups.fill(ctx, mb, group)
 
-    def _ack(self, ctx: Apply, cmd: c.Ack, position: int) -> Result:
-        mb = self._live(ctx, cmd.mail_id)
+    def _locate(self, ctx: Apply, mail_id: str, seq: int, why: str = "") -> tuple[records.Mailbox, int] | Failure:
+        """A live mailbox and the level of its message `seq`, or the 404 saying which is missing."""
+        mb = self._live(ctx, mail_id)
         if mb is None:
-            return not_found(cmd.mail_id)
-        level = self._find_level(ctx.txn, cmd.mail_id, cmd.seq)
+            return not_found(mail_id)
+        level = self._find_level(ctx.txn, mail_id, seq)
         if level is None:
-            return Failure(404, f"message {cmd.seq} not found in {cmd.mail_id} (already acknowledged?)")
+            return Failure(404, f"message {seq} not found in {mail_id}{why}")
+        return mb, level
+
+    def _ack(self, ctx: Apply, cmd: c.Ack, position: int) -> Result:
+        found = self._locate(ctx, cmd.mail_id, cmd.seq, " (already acknowledged?)")
+        if isinstance(found, Failure):
+            return found
+        mb, level = found
         if cmd.kind in (c.ACK, c.TERM):
             self._remove(ctx, mb, level, cmd.seq)
             return DONE
@@ -307,13 +315,10 @@ class State:
         return DONE
 
     def _delete(self, ctx: Apply, cmd: c.DeleteMessage, position: int) -> Result:
-        mb = self._live(ctx, cmd.mail_id)
-        if mb is None:
-            return not_found(cmd.mail_id)
-        level = self._find_level(ctx.txn, cmd.mail_id, cmd.seq)
-        if level is None:
-            return Failure(404, f"message {cmd.seq} not found in {cmd.mail_id}")
-        self._remove(ctx, mb, level, cmd.seq)
+        found = self._locate(ctx, cmd.mail_id, cmd.seq)
+        if isinstance(found, Failure):
+            return found
+        self._remove(ctx, found[0], found[1], cmd.seq)
         return DONE
 
     def _join(self, ctx: Apply, cmd: c.GroupJoin, position: int) -> Result:

@@ -27,23 +27,16 @@ def append_msg(
     out: bytearray, subject: bytes, sid: bytes, reply: bytes | None, headers: bytes | None, payload: bytes
 ) -> None:
     """Append one MSG (or HMSG when `headers` is not None) frame to `out`."""
-    if headers is None:
-        out += b"MSG "
-        out += subject
+    out += b"MSG " if headers is None else b"HMSG "
+    out += subject
+    out += b" "
+    out += sid
+    if reply:
         out += b" "
-        out += sid
-        if reply:
-            out += b" "
-            out += reply
+        out += reply
+    if headers is None:
         out += b" %d\r\n" % len(payload)
     else:
-        out += b"HMSG "
-        out += subject
-        out += b" "
-        out += sid
-        if reply:
-            out += b" "
-            out += reply
         out += b" %d %d\r\n" % (len(headers), len(headers) + len(payload))
         out += headers
     out += payload
