@@ -188,12 +188,15 @@ def _next_member(group: GroupState, limit: int) -> int | None:
 def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:
     """(level, seq, deliveries so far) of the next message this group should hand out."""
     rec = group.rec
+    last = ctx.state.last_seqs(ctx.txn, group.mail_id)
     for level in range(LEVELS):
         if not rec.levels & (1 << level):
             continue
         redeliver = rec.redeliver
         if redeliver and redeliver[0][0] == level:
             return redeliver.pop(0)
+        if rec.cursor[level] > last[level]:
+            continue  # nothing was ever stored at this level past the cursor: no need to look
         hit = ctx.txn.first(keys.message(group.mail_id, level, rec.cursor[level]), keys.end_of(keys.level_prefix(group.mail_id, level)))
         if hit is not None:
             seq = keys.unpack_u64(hit[0][-8:])[0]

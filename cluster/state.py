@@ -93,6 +93,7 @@ class State:
         self.applied_index, self.now_ms, self.digest = self.store.applied()
         self._mailboxes.clear()
         self._groups.clear()
+        self._last_seq: dict[str, list[int]] = {}
         self._deadlines: list[tuple[int, str, str, int]] = []
         for key, value in self.store.scan(b"F", b"G"):
             mail_id, name, seq = keys.split_inflight(key)
@@ -165,6 +166,19 @@ class State:
         self._mailboxes[mail_id] = mb
         return mb
 
+    def last_seqs(self, txn: Txn, mail_id: str) -> list[int]:
+        """Per level, the highest seq ever stored in the mailbox (-1: none): a cursor past
+        it means the level holds nothing new, so a queue group need not search it."""
+        found = self._last_seq.get(mail_id)
+        if found is None:
+            found = [-1] * c.LEVELS
+            for level in range(c.LEVELS):
+                key = self.store.last(keys.level_prefix(mail_id, level))
+                if key is not None:
+                    found[level] = keys.unpack_u64(key[-8:])[0]
+            self._last_seq[mail_id] = found
+        return found
+
     def groups_of(self, txn: Txn, mail_id: str) -> dict[str, groups.GroupState]:
         found = self._groups.get(mail_id)
         if found is None:
@@ -215,6 +229,7 @@ class State:
                 txn.delete(keys.member_index(node, mail_id, group.name, member))
             groups.drop(ctx, group)
         self._groups.pop(mail_id, None)
+        self._last_seq.pop(mail_id, None)
         for prefix in (keys.messages(mail_id), keys.dedups(mail_id), keys.groups(mail_id), keys.inflights(mail_id)):
             txn.delete_range(prefix, keys.end_of(prefix))
         txn.delete(keys.mailbox(mail_id))
@@ -262,7 +277,9 @@ class State:
                 return Stored(cmd.mail_id, keys.unpack_u64(seen)[0], duplicate=True)
         seq = keys.seq_for(ctx.index, position)
         level = c.WORD_INDEX_LEVEL[cmd.word]
+        last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
         txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
+        last[level] = seq
         if cmd.dedup_id:
             txn.put(dkey, keys.pack_u64(seq))
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
@@ -271,8 +288,14 @@ class State:
                 groups.fill(ctx, mb, group)
         return Stored(cmd.mail_id, seq)
 
-    def _find_level(self, txn: Txn, mail_id: str, seq: int) -> int | None:
-        for level in range(c.LEVELS):
+    def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
+        """The level message `seq` is stored at; a queue group's in-flight entry knows it."""
+        entry = None
+        if group is not None:
+            found = self.groups_of(txn, mail_id).get(group)
+            entry = found.inflight.get(seq) if found is not None else None
+        levels = (entry.level,) if entry is not None else range(c.LEVELS)
+        for level in levels:
             if txn.get(keys.message(mail_id, level, seq)) is not None:
                 return level
         return None
@@ -284,18 +307,19 @@ class State:
             if groups.forget(ctx, group, level, seq):
                 groups.fill(ctx, mb, group)
 
-    def _locate(self, ctx: Apply, mail_id: str, seq: int, why: str = "") -> tuple[records.Mailbox, int] | Failure:
+    def _locate(self, ctx: Apply, mail_id: str, seq: int, why: str = "",
+                group: str | None = None) -> tuple[records.Mailbox, int] | Failure:
         """A live mailbox and the level of its message `seq`, or the 404 saying which is missing."""
         mb = self._live(ctx, mail_id)
         if mb is None:
             return not_found(mail_id)
-        level = self._find_level(ctx.txn, mail_id, seq)
+        level = self._find_level(ctx.txn, mail_id, seq, group)
         if level is None:
             return Failure(404, f"message {seq} not found in {mail_id}{why}")
         return mb, level
 
     def _ack(self, ctx: Apply, cmd: c.Ack, position: int) -> Result:
-        found = self._locate(ctx, cmd.mail_id, cmd.seq, " (already acknowledged?)")
+        found = self._locate(ctx, cmd.mail_id, cmd.seq, " (already acknowledged?)", cmd.group)
         if isinstance(found, Failure):
             return found
         mb, level = found

@@ -89,6 +89,16 @@ class Store:
         it = bounded_iter(self.db, lo, hi)
         return (it.key(), it.value()) if it.valid() else None
 
+    def last(self, prefix: bytes) -> bytes | None:
+        """The greatest committed key starting with `prefix`, or None."""
+        opts = ReadOptions()
+        opts.set_iterate_lower_bound(prefix)
+        it = self.db.iter(opts)
+        it.seek_for_prev(keys.end_of(prefix))
+        if it.valid() and it.key().startswith(prefix):
+            return it.key()
+        return None
+
     # ---- writes ----------------------------------------------------------------------
 
     def begin(self) -> "Txn":
