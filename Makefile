@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-cluster test-faults bench bench-mq9 clean
+.PHONY: run test test-faults bench bench-mq9 clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,17 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	tests/run_suite.sh faults --timeout=600 tests/faults
 
-bench: $(STAMP)
-	$(PY) benchmarks/core_nats.py
+BENCH_STAMP = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# core NATS vs nats-server; add BENCH_ARGS="--cluster" for three nodes each
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/core_nats.py $(BENCH_ARGS)
 
 # mq9 vs JetStream, 3-node clusters; e.g. make bench-mq9 BENCH_ARGS="--quick --nodes 1"
-bench-mq9: $(STAMP)
+bench-mq9: $(BENCH_STAMP)
 	$(PY) benchmarks/mq9_bench.py $(BENCH_ARGS)
 
 clean:
