@@ -97,7 +97,7 @@ class MailboxAPI:
         elif subject == subj.PUBLIC_LIST:
             self._read(client, op, self._public_list, b"")
         elif subject == subj.NODE_STATUS and self.view is not None:
-            self._read(client, op, lambda _, __: (200, _json.encode(self.view.status())), b"")
+            self._read(client, op, lambda _, __: (200, _json.encode(self._node_status())), b"")
         else:
             self._fail(client, op, 400, f"unknown mq9 subject {subject[:128].decode(errors='replace')}")
 
@@ -133,6 +133,13 @@ class MailboxAPI:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while self.replicator.pending_writes() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+
+    def _node_status(self) -> dict:
+        status = self.view.status()
+        status["dropped_publishes"] = self.dropped
+        status["slow_consumers"] = self.server.slow_consumers
+        status["clients"] = len(self.server.clients)
+        return status
 
     # ---- replies ---------------------------------------------------------------------
 

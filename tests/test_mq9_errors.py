@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.mq9 import connect, create, list_ids, request, send
+from tests.nodes import wait_for
 
 
 async def _still_serving(node) -> None:
@@ -51,6 +52,21 @@ async def test_create_is_idempotent_and_keeps_ttl(node):
     await nc.close()
 
 
+async def test_a_name_can_be_created_again_after_expiry(node):
+    nc = await connect(node)
+    first = await create(nc, name="again.box", ttl=1)
+    await send(nc, "again.box", b"old")
+
+    async def recreated() -> bool:
+        reply = await request(nc, "$mq9.AI.MAILBOX.CREATE", {"name": "again.box", "ttl": 60})
+        return reply.get("is_new") is True
+
+    await wait_for(recreated, 10, "the expired name to be free again")
+    info = await request(nc, "$mq9.AI.MAILBOX.INFO.again.box")
+    assert info["ttl"] == 60 and info["total"] == 0 and info["expires_at"] > first["expires_at"]
+    await nc.close()
+
+
 async def test_publish_to_unknown_mailbox(node):
     nc = await connect(node)
     reply = await send(nc, "no.such.box", b"x")
@@ -58,6 +74,8 @@ async def test_publish_to_unknown_mailbox(node):
     await nc.publish("$mq9.AI.MAILBOX.MSG.no.such.box", b"dropped, never stored")
     await nc.flush()
     assert (await request(nc, "$mq9.AI.MAILBOX.LIST.no.such.box"))["code"] == 404
+    status = await request(nc, "$mq9.AI.NODE.STATUS")
+    assert status["dropped_publishes"] >= 1  # logged and counted
     await nc.close()
     await _still_serving(node)
 
