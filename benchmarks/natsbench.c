@@ -32,6 +32,16 @@
  * -u may list several URLs separated by commas: connection i uses URL i mod count (the
  * publisher/producer always the first), -p prints progress lines "#P done total" on
  * stdout about five times a second.
+ * -U SUBURL[,SUBURL..] puts the subscriber, responder and worker connections on these URLs
+ * instead (connection i on URL i mod count; default: the -u list), e.g. on another node
+ * of a cluster than the publisher/requester. With -U, pub/fanout (core subscribers on -S)
+ * and reqrep first make sure the interest has reached the publisher's server: the
+ * publisher/requester sends requests on the subject until one is answered (pub/fanout
+ * subscribers answer a request whose body is "natsbench-probe" and do not count it), so
+ * no measured message is lost to a subscription still on its way between nodes; and
+ * pub/fanout stop waiting for deliveries 3 s after the last one once the publisher has
+ * flushed ("stalled": true; messages lost between the servers would otherwise hold the
+ * run until its deadline).
  * Every connection is its own TCP connection. The result is one JSON line on stdout;
  * on a deadline the run stops and reports what it got with "complete": false; on a
  * client error it prints {"error": ...} and exits 1.
@@ -56,6 +66,7 @@
 
 static struct {
     const char *mode, *url, *subj;
+    const char *sub_url;  /* -U: URLs for subscriber/responder/worker connections (default: url) */
     long long   n;        /* messages (pub/fanout/load/...) or requests (reqrep) */
     int         size;     /* payload bytes */
     int         subs;     /* subscriber connections (fanout) or workers (wq) */
@@ -67,11 +78,13 @@ static struct {
     long long   barrier;  /* -b: flush every this many publishes (load) */
     int         batch;    /* -B: fetch batch (jswq) */
     int         progress; /* -p: print "#P done total" lines */
-} cfg = {"pub", "nats://127.0.0.1:4222", "bench.core", 100000, 128, 10, 1, 60.0,
+} cfg = {"pub", "nats://127.0.0.1:4222", "bench.core", NULL, 100000, 128, 10, 1, 60.0,
          NULL, "workers", NULL, 20000, 64, 0};
 
 static char       *urls[MAX_URLS];
 static int         nurls;
+static char       *sub_urls[MAX_URLS];  /* -U, or the same as urls */
+static int         nsub_urls;
 static char       *subjects[MAX_SUBJECTS];
 static int         nsubjects;
 
@@ -151,15 +164,15 @@ static int split_list(char *text, char **out, int max)
     return n;
 }
 
-/* One TCP connection to URL number idx (mod the count). sendAsap=false lets the library
- * coalesce publishes into large writes (throughput); true writes each publish at once
- * (request/reply latency). */
-static natsConnection *connect_idx(const char *name, bool send_asap, int idx)
+/* One TCP connection to URL number idx (mod the count) of the -u list. sendAsap=false lets
+ * the library coalesce publishes into large writes (throughput); true writes each publish
+ * at once (request/reply latency). */
+static natsConnection *connect_url(const char *name, bool send_asap, const char *url)
 {
     natsOptions *o;
     natsConnection *nc;
     CHECK(natsOptions_Create(&o));
-    CHECK(natsOptions_SetURL(o, urls[idx % nurls]));
+    CHECK(natsOptions_SetURL(o, url));
     CHECK(natsOptions_SetName(o, name));
     CHECK(natsOptions_SetTimeout(o, 5000));          /* connect timeout, ms */
     CHECK(natsOptions_SetAllowReconnect(o, false));  /* a drop is a failure, not a pause */
@@ -168,6 +181,17 @@ static natsConnection *connect_idx(const char *name, bool send_asap, int idx)
     CHECK(natsConnection_Connect(&nc, o));
     natsOptions_Destroy(o);
     return nc;
+}
+
+static natsConnection *connect_idx(const char *name, bool send_asap, int idx)
+{
+    return connect_url(name, send_asap, urls[idx % nurls]);
+}
+
+/* A subscriber/responder/worker connection: URL number idx (mod the count) of the -U list. */
+static natsConnection *connect_sub(const char *name, bool send_asap, int idx)
+{
+    return connect_url(name, send_asap, sub_urls[idx % nsub_urls]);
 }
 
 static natsConnection *connect_one(const char *name, bool send_asap)
@@ -190,6 +214,47 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     natsMsg_Destroy(msg);
 }
 
+/* ---- -U: wait until the subscribers' interest reaches the publisher's server ---------- */
+
+#define PROBE_BODY "natsbench-probe"
+#define PROBE_LEN ((int)sizeof PROBE_BODY - 1)
+#define PROBE_WAIT_MS 15000
+#define STALL_NS 3000000000LL  /* -U pub/fanout: stop waiting after 3 s without a delivery */
+
+/* on_msg for pub/fanout with -U: answer the probe, count everything else. */
+static void on_msg_or_probe(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    const char *reply = natsMsg_GetReply(msg);
+    if (reply != NULL && natsMsg_GetDataLength(msg) == PROBE_LEN
+        && memcmp(natsMsg_GetData(msg), PROBE_BODY, PROBE_LEN) == 0) {
+        natsConnection_Publish(nc, reply, "ok", 2);
+        natsConnection_Flush(nc);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    on_msg(nc, sub, msg, closure);
+}
+
+/* Requests on `subj` from nc until one is answered: the answering side's SUB has reached
+ * nc's server, and so has nc's reply interest the other way. Fails the run after
+ * PROBE_WAIT_MS (or the deadline). Returns the number of requests it took. */
+static int probe_interest(natsConnection *nc, const char *subj, const char *body, int len)
+{
+    int64_t until = now_ns() + (int64_t)PROBE_WAIT_MS * 1000000;
+    natsStatus s = NATS_OK;
+    for (int tries = 1;; tries++) {
+        natsMsg *reply = NULL;
+        s = natsConnection_Request(&reply, nc, subj, body, len, 500);
+        if (s == NATS_OK) {
+            natsMsg_Destroy(reply);
+            return tries;
+        }
+        if (now_ns() > until || now_ns() > deadline_ns)
+            fail("no answer to the interest probe (subscription not propagated between servers?)", s);
+        nats_Sleep(20);  /* no responders comes back at once: do not spin */
+    }
+}
+
 /* pub (k = 1), fanout (k = cfg.subs) and jsfanout (JetStream ordered push consumers).
  * Subscriber i connects to URL i mod count, the publisher to the first URL. */
 static void run_pubsub(int k, bool js_consumers)
@@ -198,8 +263,9 @@ static void run_pubsub(int k, bool js_consumers)
     natsSubscription **subs = calloc(k, sizeof *subs);
     jsCtx **jss = calloc(k, sizeof *jss);
     const char *sub_subj = cfg.sub_subj ? cfg.sub_subj : cfg.subj;
+    bool probe = cfg.sub_url != NULL && !js_consumers && cfg.sub_subj == NULL;
     for (int i = 0; i < k; i++) {
-        subc[i] = connect_idx("natsbench-sub", false, i);
+        subc[i] = connect_sub("natsbench-sub", false, i);
         if (js_consumers) {
             jsSubOptions so;
             jsSubOptions_Init(&so);
@@ -207,12 +273,13 @@ static void run_pubsub(int k, bool js_consumers)
             jss[i] = jetstream(subc[i], NULL);
             CHECK_JS(js_Subscribe(&subs[i], jss[i], sub_subj, on_msg, NULL, NULL, &so, &je_));
         } else {
-            CHECK(natsConnection_Subscribe(&subs[i], subc[i], sub_subj, on_msg, NULL));
+            CHECK(natsConnection_Subscribe(&subs[i], subc[i], sub_subj, probe ? on_msg_or_probe : on_msg, NULL));
         }
         CHECK(natsSubscription_SetPendingLimits(subs[i], -1, -1)); /* never drop client-side */
         CHECK(natsConnection_FlushTimeout(subc[i], 5000));         /* SUB is live on the server */
     }
     natsConnection *pub = connect_one("natsbench-pub", false);
+    int probes = probe ? probe_interest(pub, cfg.subj, PROBE_BODY, PROBE_LEN) : 0;
 
     int64_t start = now_ns();
     long long sent = 0;
@@ -230,8 +297,16 @@ static void run_pubsub(int k, bool js_consumers)
     int64_t pub_end = now_ns();
 
     long long expected = sent * k;
+    bool stalled = false;
     while (atomic_load(&delivered) < expected && now_ns() < deadline_ns) {
         progress(atomic_load(&delivered), cfg.n * k);
+        /* -U: the messages cross servers; if none arrives for a while after the publisher's
+         * flush, the rest were lost between the servers: do not wait out the deadline */
+        int64_t last = atomic_load(&last_ns);
+        if (probe && now_ns() - (last > pub_end ? last : pub_end) > STALL_NS) {
+            stalled = true;
+            break;
+        }
         nats_Sleep(1);
     }
 
@@ -246,9 +321,11 @@ static void run_pubsub(int k, bool js_consumers)
     double pub_secs = (pub_end - start) / 1e9;
     printf("{\"mode\":\"%s\",\"client\":\"nats.c %s\",\"msgs\":%lld,\"size\":%d,\"subs\":%d,"
            "\"sent\":%lld,\"expected\":%lld,\"delivered\":%lld,\"dropped\":%lld,"
-           "\"seconds\":%.6f,\"rate\":%.1f,\"pub_rate\":%.1f,\"flush_ok\":%s,\"complete\":%s}\n",
+           "\"seconds\":%.6f,\"rate\":%.1f,\"pub_rate\":%.1f,\"probes\":%d,\"stalled\":%s,\"flush_ok\":%s,"
+           "\"complete\":%s}\n",
            cfg.mode, nats_GetVersion(), cfg.n, cfg.size, k, sent, expected, got, (long long)dropped,
-           secs, secs > 0 ? got / secs : 0.0, pub_secs > 0 ? sent / pub_secs : 0.0,
+           secs, secs > 0 ? got / secs : 0.0, pub_secs > 0 ? sent / pub_secs : 0.0, probes,
+           stalled ? "true" : "false",
            fs == NATS_OK ? "true" : "false",
            (sent == cfg.n && got == expected && fs == NATS_OK) ? "true" : "false");
     fflush(stdout);
@@ -298,10 +375,12 @@ static void *requester(void *arg)
 static void run_reqrep(void)
 {
     natsSubscription *sub;
-    natsConnection *resp = connect_one("natsbench-responder", true);
+    natsConnection *resp = connect_sub("natsbench-responder", true, 0);
     CHECK(natsConnection_Subscribe(&sub, resp, cfg.subj, on_request, NULL));
     CHECK(natsConnection_FlushTimeout(resp, 5000));
     natsConnection *req = connect_one("natsbench-requester", true);
+    /* the responder echoes anything, so the probe is an ordinary request, not counted */
+    int probes = cfg.sub_url != NULL ? probe_interest(req, cfg.subj, payload, cfg.size) : 0;
 
     pthread_t *th = calloc(cfg.workers, sizeof *th);
     int64_t start = now_ns();
@@ -315,9 +394,9 @@ static void run_reqrep(void)
     long long done = atomic_load(&completed), errs = atomic_load(&errors);
     printf("{\"mode\":\"reqrep\",\"client\":\"nats.c %s\",\"msgs\":%lld,\"size\":%d,\"workers\":%d,"
            "\"completed\":%lld,\"errors\":%lld,\"seconds\":%.6f,\"rate\":%.1f,"
-           "\"mean_latency_us\":%.1f,\"complete\":%s}\n",
+           "\"mean_latency_us\":%.1f,\"probes\":%d,\"complete\":%s}\n",
            nats_GetVersion(), cfg.n, cfg.size, cfg.workers, done, errs, secs,
-           secs > 0 ? done / secs : 0.0, done > 0 ? secs * 1e6 * cfg.workers / done : 0.0,
+           secs > 0 ? done / secs : 0.0, done > 0 ? secs * 1e6 * cfg.workers / done : 0.0, probes,
            done == cfg.n ? "true" : "false");
 
     natsConnection_Destroy(req);
@@ -651,7 +730,7 @@ static void run_wq(bool js_mode)
         snprintf(consumer, sizeof consumer, "%s", strchr(cfg.durable, ':') + 1);
     }
     for (int i = 0; i < k; i++) {
-        w[i].nc = connect_idx("natsbench-worker", false, i);
+        w[i].nc = connect_sub("natsbench-worker", false, i);
         if (js_mode) {
             jsSubOptions so;
             jsSubOptions_Init(&so);
@@ -728,6 +807,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: natsbench -m pub|fanout|reqrep|mq9pub|jspub|load|jsfanout|mq9wq|jswq [-u URL[,URL..]]\n"
+            "                 [-U SUBSCRIBER_URL[,URL..]]\n"
             "                 [-S SUBJECT[,SUBJECT..]] [-R SUB_SUBJECT] [-n COUNT] [-s BYTES] [-k SUBSCRIBERS]\n"
             "                 [-w WORKERS|WINDOW] [-q QUEUE] [-D STREAM:CONSUMER] [-b BARRIER] [-B BATCH]\n"
             "                 [-t DEADLINE_SECONDS] [-p]\n");
@@ -737,10 +817,11 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "m:u:S:R:n:s:k:w:t:q:D:b:B:ph")) != -1) {
+    while ((c = getopt(argc, argv, "m:u:U:S:R:n:s:k:w:t:q:D:b:B:ph")) != -1) {
         switch (c) {
         case 'm': cfg.mode = optarg; break;
         case 'u': cfg.url = optarg; break;
+        case 'U': cfg.sub_url = optarg; break;
         case 'S': cfg.subj = optarg; break;
         case 'R': cfg.sub_subj = optarg; break;
         case 'n': cfg.n = atoll(optarg); break;
@@ -762,6 +843,9 @@ int main(int argc, char **argv)
 
     nurls = split_list(strdup(cfg.url), urls, MAX_URLS);
     if (nurls == 0)
+        usage();
+    nsub_urls = split_list(strdup(cfg.sub_url ? cfg.sub_url : cfg.url), sub_urls, MAX_URLS);
+    if (nsub_urls == 0)
         usage();
     nsubjects = split_list(strdup(cfg.subj), subjects, MAX_SUBJECTS);
     if (nsubjects == 0)

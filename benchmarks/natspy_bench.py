@@ -3,6 +3,7 @@
     python benchmarks/natspy_bench.py pub    --url URL [--count N] [--size B]
     python benchmarks/natspy_bench.py fanout --url URL [--count N] [--size B] [--subs K]
     python benchmarks/natspy_bench.py reqrep --url URL [--count N] [--size B] [--concurrency C]
+    ... [--sub-url URL2]   subscribers/responder on URL2 (another node of a cluster)
 
 It runs in its own process so the client's event loop shares the CPU with nothing else
 of the harness. Publisher and subscribers are separate connections in this one process
@@ -10,6 +11,14 @@ and event loop, so the figures are client-bound: that is what an agent written w
 nats-py sees. The result is one JSON line on stdout, shaped like natsbench's
 ("rate" is the headline figure); on a deadline the run reports what it got with
 "complete": false; a client error prints {"error": ...} and exits 1.
+
+With --sub-url, the subscribers (or the responder) connect there and the publisher (or
+requester) to --url; before the clock starts, the publisher sends requests on the subject
+until one is answered (subscribers answer a request whose body is the probe and do not
+count it; the responder echoes it), so the subscription has reached the publisher's
+server and no measured message is lost on its way between nodes; pub/fanout then stop
+waiting STALL_S after the last delivery once the publisher has flushed ("stalled": true),
+as messages lost between servers would otherwise hold the run until its deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from importlib.metadata import version
 import nats
 
 SUBJECT = "bench.core.py"
+PROBE = b"natspy-probe"
+PROBE_WAIT_S = 15.0
+STALL_S = 3.0  # --sub-url pub/fanout: stop waiting this long after the last delivery
 errors: list[str] = []  # asynchronous client errors and the first failed requests
 
 
@@ -46,6 +58,24 @@ async def connect(url: str, name: str):
         raise ConnectionError(f"cannot connect to {url}: {errors[-1] if errors else repr(exc)}") from exc
 
 
+async def probe_interest(nc, payload: bytes, deadline: float) -> int:
+    """Requests on SUBJECT from nc until one is answered: the subscribers' interest has
+    reached nc's server (and nc's reply interest theirs). Returns the requests it took."""
+    loop = asyncio.get_running_loop()
+    until = min(deadline, loop.time() + PROBE_WAIT_S)
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            await nc.request(SUBJECT, payload, timeout=0.5)
+            return tries
+        except Exception as exc:  # no responders (at once) or a timeout
+            if loop.time() > until:
+                raise TimeoutError(f"no answer to the interest probe after {tries} requests "
+                                   f"(subscription not propagated between servers?): {exc!r}") from exc
+            await asyncio.sleep(0.02)
+
+
 async def pubsub(args: argparse.Namespace, k: int) -> dict:
     """One publisher connection, k subscriber connections counting deliveries."""
     loop = asyncio.get_running_loop()
@@ -60,16 +90,24 @@ async def pubsub(args: argparse.Namespace, k: int) -> dict:
         if state["delivered"] >= expected:
             done.set()
 
+    async def on_msg_or_probe(msg) -> None:
+        if msg.reply and msg.data == PROBE:
+            await msg.respond(b"ok")
+            return
+        await on_msg(msg)
+
+    probing = args.sub_url is not None
     subs, conns = [], []
     for _ in range(k):
-        nc = await connect(args.url, "natspy-sub")
+        nc = await connect(args.sub_url or args.url, "natspy-sub")
         conns.append(nc)
         # no client-side drops: the limits are far above what one run can hold
-        subs.append(await nc.subscribe(SUBJECT, cb=on_msg, pending_msgs_limit=expected + 1,
-                                       pending_bytes_limit=1 << 34))
+        subs.append(await nc.subscribe(SUBJECT, cb=on_msg_or_probe if probing else on_msg,
+                                       pending_msgs_limit=expected + 1, pending_bytes_limit=1 << 34))
         await nc.flush(timeout=5)  # SUB is live on the server
     pub = await connect(args.url, "natspy-pub")
     conns.append(pub)
+    probes = await probe_interest(pub, PROBE, deadline) if probing else 0
 
     payload = b"x" * args.size
     start = time.perf_counter()
@@ -89,10 +127,16 @@ async def pubsub(args: argparse.Namespace, k: int) -> dict:
         expected = sent * k
         if state["delivered"] >= expected:
             done.set()
-    try:
-        await asyncio.wait_for(done.wait(), timeout=max(0.001, deadline - loop.time()))
-    except asyncio.TimeoutError:
-        pass
+    stalled = False
+    while not done.is_set() and loop.time() < deadline:
+        try:
+            await asyncio.wait_for(done.wait(), timeout=max(0.001, min(0.5, deadline - loop.time())))
+        except asyncio.TimeoutError:
+            # --sub-url: nothing for STALL_S since the flush or the last delivery: the rest were
+            # lost between the servers; do not wait out the deadline
+            if probing and time.perf_counter() - max(state["last"], pub_end) > STALL_S:
+                stalled = True
+                break
     got = state["delivered"]
     secs = (state["last"] - start) if got else (time.perf_counter() - start)
     for nc in conns:
@@ -101,8 +145,8 @@ async def pubsub(args: argparse.Namespace, k: int) -> dict:
         "mode": args.mode, "client": client_name(), "msgs": args.count, "size": args.size, "subs": k,
         "sent": sent, "expected": expected, "delivered": got, "seconds": round(secs, 6),
         "rate": round(got / secs, 1) if secs > 0 else 0.0,
-        "pub_rate": round(sent / (pub_end - start), 1) if pub_end > start else 0.0,
-        "flush_ok": flush_ok, "complete": sent == args.count and got == expected and flush_ok,
+        "pub_rate": round(sent / (pub_end - start), 1) if pub_end > start else 0.0, "probes": probes,
+        "stalled": stalled, "flush_ok": flush_ok, "complete": sent == args.count and got == expected and flush_ok,
     }
 
 
@@ -110,7 +154,7 @@ async def reqrep(args: argparse.Namespace) -> dict:
     """One responder connection echoing; C concurrent sequential requesters on one connection."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout
-    resp = await connect(args.url, "natspy-responder")
+    resp = await connect(args.sub_url or args.url, "natspy-responder")
 
     async def on_request(msg) -> None:
         await msg.respond(msg.data)
@@ -119,6 +163,8 @@ async def reqrep(args: argparse.Namespace) -> dict:
     await resp.flush(timeout=5)
     req = await connect(args.url, "natspy-requester")
     payload = b"x" * args.size
+    # the responder echoes anything: the probe is an ordinary request, not counted
+    probes = await probe_interest(req, payload, deadline) if args.sub_url is not None else 0
     counts = {"issued": 0, "completed": 0, "errors": 0}
 
     async def requester() -> None:
@@ -142,7 +188,7 @@ async def reqrep(args: argparse.Namespace) -> dict:
         "mode": "reqrep", "client": client_name(), "msgs": args.count, "size": args.size,
         "workers": args.concurrency, "completed": done, "errors": counts["errors"],
         "seconds": round(secs, 6), "rate": round(done / secs, 1) if secs > 0 else 0.0,
-        "mean_latency_us": round(secs * 1e6 * args.concurrency / done, 1) if done else 0.0,
+        "mean_latency_us": round(secs * 1e6 * args.concurrency / done, 1) if done else 0.0, "probes": probes,
         "complete": done == args.count,
     }
 
@@ -162,7 +208,9 @@ async def main(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["pub", "fanout", "reqrep"])
-    p.add_argument("--url", default="nats://127.0.0.1:4222")
+    p.add_argument("--url", default="nats://127.0.0.1:4222", help="publisher/requester connection")
+    p.add_argument("--sub-url", default=None,
+                   help="subscriber/responder connections (default --url); waits for interest to propagate")
     p.add_argument("--count", type=int, default=100_000, help="messages (pub, fanout) or requests (reqrep)")
     p.add_argument("--size", type=int, default=128, help="payload bytes")
     p.add_argument("--subs", type=int, default=10, help="subscriber connections (fanout)")

@@ -108,7 +108,7 @@ def serve(
     ),
     routes: str = typer.Option(
         "", "--routes", envvar="MQ9_ROUTES",
-        help="HOST:PORT for core NATS routes between nodes \\[default: Raft host, client port + 1000]; peers' routes are their Raft port - 1000.",
+        help="HOST:PORT for core NATS routes between nodes \\[default: Raft host, Raft port - 1000]; peers' routes are their Raft port - 1000.",
     ),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""

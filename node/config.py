@@ -75,9 +75,13 @@ class Settings:
 
     @property
     def route_listen(self) -> tuple[str, int]:
+        """Where routes listen: --routes, else the Raft host and Raft port - 1000, which is
+        where the other nodes look for it (they know our Raft address, not our routes)."""
+        raft_port = self.raft_port or self.port + RAFT_PORT_OFFSET
+        default_port = raft_port - (RAFT_PORT_OFFSET - ROUTE_PORT_OFFSET)
         if self.routes:
-            return parse_hostport(self.routes, self.port + ROUTE_PORT_OFFSET)
-        return self.raft_host, self.port + ROUTE_PORT_OFFSET
+            return parse_hostport(self.routes, default_port)
+        return self.raft_host, default_port
 
     def route_peers(self) -> dict[str, tuple[str, int]]:
         """Each Raft peer's route address: same host, its Raft port - 1000."""

@@ -72,7 +72,7 @@ class ClientConnection(asyncio.Protocol):
         self._write_seq = 0
         self._writes_open: dict[int, None] = {}
         self._pongs_owed: deque[int] = deque()
-        self._reading_paused = False
+        self._pause_reasons: set[str] = set()  # reading stops while any reason holds
         # stats
         self.msgs_in = 0
         self.msgs_out = 0
@@ -273,13 +273,24 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._pongs_owed.append(self._write_seq)
 
+    def pause(self, reason: str) -> None:
+        """Stop reading from this client (backpressure) until every reason is lifted."""
+        if not self._pause_reasons and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self._pause_reasons:
+            self._pause_reasons.discard(reason)
+            if not self._pause_reasons and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
     def begin_write(self) -> int:
         """Register a mailbox write this client started; returns its ticket."""
         self._write_seq += 1
         self._writes_open[self._write_seq] = None
-        if len(self._writes_open) >= WRITES_OWED_PAUSE and not self._reading_paused and self.transport:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        if len(self._writes_open) >= WRITES_OWED_PAUSE:
+            self.pause("writes owed")
         return self._write_seq
 
     def end_write(self, ticket: int) -> None:
@@ -289,7 +300,5 @@ class ClientConnection(asyncio.Protocol):
         while owed and (not self._writes_open or next(iter(self._writes_open)) > owed[0]):
             owed.popleft()
             self.send(wire.PONG)
-        if self._reading_paused and len(self._writes_open) <= WRITES_OWED_RESUME and self.transport:
-            self._reading_paused = False
-            if not self.closed:
-                self.transport.resume_reading()
+        if len(self._writes_open) <= WRITES_OWED_RESUME:
+            self.resume("writes owed")

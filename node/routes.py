@@ -13,7 +13,10 @@ Mailbox traffic (`$mq9.AI.*`) goes through Raft; plain NATS subjects (services, 
   when a route comes up; a remote interest becomes a proxy subscription in the local
   sublist, so matching is the same code for local and remote subscribers;
 - when a route goes down, its proxies go with it (no request waits on a dead node), and
-  the dialing side reconnects every half second.
+  the dialing side reconnects every half second;
+- when a route's socket falls behind (4 MiB unsent), the node stops reading its clients
+  until it drains, so a fast publisher is slowed down rather than the route being cut
+  (it is cut only if 256 MiB pile up: the peer stopped reading).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mq9.routes")
 
 RECONNECT_S = 0.5
+HIGH_WATER = 4 << 20  # unsent bytes on a route that make this node stop reading clients
+LOW_WATER = 1 << 20
+ROUTE_MAX_PENDING = 256 << 20  # beyond this (the peer stopped reading) the route is cut
 PING_S = 1.0
 PINGS_OUT_MAX = 3
 NOT_A_CLIENT_PORT = b"-ERR 'attempted to connect to route port'\r\n"
@@ -74,6 +80,7 @@ class RouteConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -85,7 +92,14 @@ class RouteConnection(asyncio.Protocol):
         self.closed = True
         if self._pinger is not None:
             self._pinger.cancel()
+        self.manager.congested(self, False)
         self.manager.route_down(self)
+
+    def pause_writing(self) -> None:  # asyncio: the socket is behind (above HIGH_WATER)
+        self.manager.congested(self, True)
+
+    def resume_writing(self) -> None:  # ... and has drained below LOW_WATER
+        self.manager.congested(self, False)
 
     def close(self, line: bytes = b"") -> None:
         if self.transport is not None and not self.closed:
@@ -210,7 +224,7 @@ class RouteConnection(asyncio.Protocol):
             return
         data, self.out = self.out, bytearray()
         self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.server.settings.max_pending:
+        if self.transport.get_write_buffer_size() > ROUTE_MAX_PENDING:
             log.warning("Route to %s is too far behind (%d bytes), closing", self.peer, self.transport.get_write_buffer_size())
             self.closed = True
             self.transport.abort()
@@ -228,6 +242,7 @@ class RouteManager:
         self.secret = secret
         self.routes: dict[str, RouteConnection] = {}
         self.interest: dict[tuple[bytes, bytes | None], int] = {}
+        self._congested: set[RouteConnection] = set()
         self._listener: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
         server.router.on_interest = self.on_local_interest
@@ -260,6 +275,13 @@ class RouteManager:
                 except OSError:
                     current = None
             await asyncio.sleep(RECONNECT_S)
+
+    def congested(self, route: RouteConnection, behind: bool) -> None:
+        if behind:
+            self._congested.add(route)
+        else:
+            self._congested.discard(route)
+        self.server.set_routes_congested(bool(self._congested))
 
     def route_up(self, route: RouteConnection) -> None:
         old = self.routes.get(route.peer)

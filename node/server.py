@@ -58,6 +58,7 @@ class Server:
         self.clients: dict[int, ClientConnection] = {}
         self.connect_urls: list[str] = []
         self.slow_consumers = 0
+        self.routes_congested = False
         self._next_cid = 0
         self._dirty: list[ClientConnection] = []
         self._flush_scheduled = False
@@ -133,6 +134,21 @@ class Server:
 
     def client_opened(self, client: ClientConnection) -> None:
         self.clients[client.cid] = client
+        if self.routes_congested:
+            client.pause("route congested")
+
+    def set_routes_congested(self, congested: bool) -> None:
+        """A route's socket is behind: stop reading clients (their publishes would pile up
+        in front of it) until it drains. A fast publisher slows down instead of the route
+        being cut off, as nats-server stalls fast producers."""
+        if congested == self.routes_congested:
+            return
+        self.routes_congested = congested
+        for client in self.clients.values():
+            if congested:
+                client.pause("route congested")
+            else:
+                client.resume("route congested")
 
     def client_closed(self, client: ClientConnection) -> None:
         self.clients.pop(client.cid, None)
