@@ -25,7 +25,7 @@ class Batcher:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        send: Callable[[list[Command], list[asyncio.Future]], None],
+        send: Callable[[list[Command], list[Callable]], None],
         max_commands: int = 1024,
         max_bytes: int = 1 << 20,
         max_in_flight: int = 2,
@@ -41,15 +41,15 @@ class Batcher:
         self.linger_s = linger_s
         self.in_flight = 0
         self._commands: list[Command] = []
-        self._futures: list[asyncio.Future] = []
+        self._callbacks: list[Callable] = []  # one per command, called with its Result
         self._bytes = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
         self.batches_sent = 0
         self.commands_sent = 0
 
-    def add(self, command: Command, future: asyncio.Future) -> None:
+    def add(self, command: Command, callback: Callable) -> None:
         self._commands.append(command)
-        self._futures.append(future)
+        self._callbacks.append(callback)
         self._bytes += encoded_size(command)
         if len(self._commands) >= self.max_commands or self._bytes >= self.max_bytes:
             if self.in_flight < self.hard_in_flight:
@@ -72,12 +72,12 @@ class Batcher:
             self._scheduled = None
         if not self._commands:
             return
-        commands, futures = self._commands, self._futures
-        self._commands, self._futures, self._bytes = [], [], 0
+        commands, callbacks = self._commands, self._callbacks
+        self._commands, self._callbacks, self._bytes = [], [], 0
         self.in_flight += 1
         self.batches_sent += 1
         self.commands_sent += len(commands)
-        self._send(commands, futures)
+        self._send(commands, callbacks)
 
     def done(self) -> None:
         """A batch committed or failed: send what queued behind it."""

@@ -1,10 +1,11 @@
 """The seam between the event loop and Raft: submit a command, await its result.
 
-`Replicator.submit(command)` returns a future. The batcher groups commands; each batch
+`Replicator.write(command, callback)` calls back with the command's Result (`submit`
+wraps that in a future for code that awaits). The batcher groups commands; each batch
 is stamped with this node's clock and boot id, encoded, and handed to PySyncObj. When
 the entry is applied (on PySyncObj's tick thread, on every node), the results and
 effects are passed to the loop with `call_soon_threadsafe`; there, the node that sent
-the batch resolves its futures, and every node's listeners (delivery, discovery)
+the batch calls its callbacks, and every node's listeners (delivery, discovery)
 receive the effects, in log order.
 
 Every write has a deadline (`write_timeout_s`): a batch that is neither applied nor
@@ -52,15 +53,23 @@ STALL_S = 0.5
 class _Waiting:
     """A batch sent to Raft (or waiting for a leader to take it) and the clients awaiting it."""
 
-    __slots__ = ("futures", "timer", "blob", "ever_sent", "attempt", "sent_under")
+    __slots__ = ("callbacks", "timer", "blob", "ever_sent", "attempt", "sent_under")
 
-    def __init__(self, futures: list[asyncio.Future], timer: asyncio.TimerHandle, blob: bytes) -> None:
-        self.futures = futures
+    def __init__(self, callbacks: list[Callable], timer: asyncio.TimerHandle, blob: bytes) -> None:
+        self.callbacks = callbacks
         self.timer = timer
         self.blob = blob
         self.ever_sent = False  # handed to Raft once: from then on a timeout means "outcome unknown"
         self.attempt = 0  # which send is current; callbacks of earlier ones are ignored
         self.sent_under: tuple = ()  # (leader, term) when the current attempt was sent
+
+
+def _call_all(callbacks: list[Callable], results: list) -> None:
+    for callback, result in zip(callbacks, results):
+        try:
+            callback(result)
+        except Exception:
+            log.exception("write callback failed")
 
 
 def unavailable(reason: str) -> Failure:
@@ -129,21 +138,31 @@ class Replicator:
 
     # ---- writes ----------------------------------------------------------------------
 
+    def write(self, command: c.Command, callback: Callable[[Result], None]) -> None:
+        """Replicate one command; `callback(result)` runs on the loop once it is applied here
+        (or with a 503 Failure at the deadline). The hot path: no future, no extra loop pass."""
+        self._batcher.add(command, callback)
+
     def submit(self, command: c.Command) -> asyncio.Future:
         """Replicate one command; the future resolves to its Result (a 503 Failure on timeout)."""
         future = self._loop.create_future()
-        self._batcher.add(command, future)
+
+        def resolve(result: Result) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        self._batcher.add(command, resolve)
         return future
 
     def pending_writes(self) -> int:
-        return sum(len(waiting.futures) for waiting in self._waiting.values())
+        return sum(len(waiting.callbacks) for waiting in self._waiting.values())
 
-    def _send(self, commands: list[c.Command], futures: list[asyncio.Future]) -> None:
+    def _send(self, commands: list[c.Command], callbacks: list[Callable]) -> None:
         self._batch_number += 1
         number = self._batch_number
         batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
         timer = self._loop.call_later(self.write_timeout_s, self._deadline, number)
-        self._waiting[number] = _Waiting(futures, timer, c.encode_batch(batch))
+        self._waiting[number] = _Waiting(callbacks, timer, c.encode_batch(batch))
         self._try_send(number)
 
     def _try_send(self, number: int) -> None:
@@ -200,11 +219,8 @@ class Replicator:
         waiting = self._waiting.pop(number, None)
         if waiting is None:
             return
-        futures, timer = waiting.futures, waiting.timer
-        timer.cancel()
-        for future in futures:
-            if not future.done():
-                future.set_result(failure)
+        waiting.timer.cancel()
+        _call_all(waiting.callbacks, [failure] * len(waiting.callbacks))
         self._batcher.done()
 
     # ---- applied entries -------------------------------------------------------------
@@ -217,11 +233,8 @@ class Replicator:
         if batch.origin == self.boot:
             waiting = self._waiting.pop(batch.number, None)
             if waiting is not None:
-                futures, timer = waiting.futures, waiting.timer
-                timer.cancel()
-                for future, result in zip(futures, results):
-                    if not future.done():
-                        future.set_result(result)
+                waiting.timer.cancel()
+                _call_all(waiting.callbacks, results)
                 self._batcher.done()
         if effects:
             for listener in self._listeners:

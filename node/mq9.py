@@ -159,15 +159,14 @@ class MailboxAPI:
         """Replicate `command`; reply with `render(result)` after commit; hold PONGs meanwhile."""
         ticket = client.begin_write()
 
-        def done(future) -> None:
-            result: Result = future.result()
+        def done(result: Result) -> None:
             if isinstance(result, Failure):
                 self._fail(client, op, result.code, result.error)
             elif op.reply:
                 self._reply(op.reply, render(result))
             client.end_write(ticket)
 
-        self.replicator.submit(command).add_done_callback(done)
+        self.replicator.write(command, done)
 
     # ---- writes ----------------------------------------------------------------------
 
