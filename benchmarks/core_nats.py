@@ -799,16 +799,22 @@ def main(argv: list[str]) -> int:
 
 
 def _on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt  # unwind through the `finally` that stops the servers
+    raise KeyboardInterrupt  # unwind through the `finally` blocks that stop the servers
 
 
-if __name__ == "__main__":
+def run_main(main_fn) -> None:
+    """Run a benchmark's main: SIGTERM/SIGHUP unwind cleanly; errors become exit codes."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGHUP, _on_sigterm)
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(main_fn(sys.argv[1:]))
     except BenchError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1336,18 +1336,5 @@ def main(argv: list[str]) -> int:
     return 1 if errs else 0
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt  # unwind through the `finally` blocks that stop the clusters
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGHUP, _on_sigterm)
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        sys.exit(130)
+    core.run_main(main)

@@ -96,10 +96,9 @@ def mq9_subject(mail_id: str, word: str = "normal") -> str:
 # ---- 1, 2, 8: acknowledged publishes with W in flight ---------------------------------
 
 
-async def ackpub(a: argparse.Namespace) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + a.timeout
-    nc = await connect(a.urls[0], "bench-ackpub")
+def acknowledged_publisher(nc, a: argparse.Namespace):
+    """One acknowledged publish of `a.size` bytes: an mq9 request answered after the
+    Raft commit, or a JetStream publish answered with its PubAck."""
     payload = b"x" * a.size
     if a.system == "mq9":
         subject = mq9_subject(a.target)
@@ -110,10 +109,17 @@ async def ackpub(a: argparse.Namespace) -> dict:
                 raise RuntimeError(msg.data[:200].decode(errors="replace"))
     else:
         js = nc.jetstream(timeout=a.request_timeout)
-        subject = a.target
 
         async def one() -> None:
-            await js.publish(subject, payload, timeout=a.request_timeout)
+            await js.publish(a.target, payload, timeout=a.request_timeout)
+    return one
+
+
+async def ackpub(a: argparse.Namespace) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + a.timeout
+    nc = await connect(a.urls[0], "bench-ackpub")
+    one = acknowledged_publisher(nc, a)
 
     # a few untimed requests: connection, inbox subscription and the first write path warm
     for _ in range(min(20, a.count)):
@@ -404,19 +410,7 @@ async def failover(a: argparse.Namespace) -> dict:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + a.timeout
     nc = await connect(a.urls[0], "bench-failover")
-    payload = b"x" * a.size
-    if a.system == "mq9":
-        subject = mq9_subject(a.target)
-
-        async def one() -> None:
-            msg = await nc.request(subject, payload, timeout=a.request_timeout)
-            if b'"error"' in msg.data:
-                raise RuntimeError(msg.data[:200].decode(errors="replace"))
-    else:
-        js = nc.jetstream(timeout=a.request_timeout)
-
-        async def one() -> None:
-            await js.publish(a.target, payload, timeout=a.request_timeout)
+    one = acknowledged_publisher(nc, a)
 
     kill_at: list[float] = []
 
