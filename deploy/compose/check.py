@@ -413,6 +413,18 @@ async def check_partition() -> str:
     aliases = [a for a in (ep.get("Aliases") or []) if not cid.startswith(a)]
     log(f"docker network disconnect cluster {victim} (the leader, {ip})")
     sh("docker", "network", "disconnect", net, cid)
+    # Without its `cluster` address the node still has a default route (the `clients`
+    # network's gateway, this host), and reconnecting sockets would reach the cluster
+    # subnet through the host wherever Docker's inter-network isolation rules are not in
+    # force. Make the cut-off hold regardless: drop forwarded traffic between the node's
+    # remaining addresses and the cluster subnet until it is reconnected.
+    subnet = json.loads(sh("docker", "network", "inspect", net, "--format", "{{json .IPAM.Config}}"))[0]["Subnet"]
+    own = [ip] + [v["IPAddress"] for v in json.loads(inspect(cid, "{{json .NetworkSettings.Networks}}")).values()
+                  if v.get("IPAddress")]  # its old cluster address (stale sockets keep it) and the rest
+    fence = [[chain, "-s", a, "-d", b, "-j", "DROP"] for chain in ("FORWARD",)
+             for x in own for a, b in ((x, subnet), (subnet, x))]
+    for rule in fence:
+        sh("iptables", "-I", *rule, check=False)
     cut = time.monotonic()
     answers: list[tuple[float, dict]] = []
     refused: list[str] = []
@@ -448,10 +460,14 @@ async def check_partition() -> str:
         finally:
             await nc.close()
         log(f"docker network connect cluster {victim} --ip {ip}")
+        for rule in fence:
+            sh("iptables", "-D", *rule, check=False)
         cmd = ["docker", "network", "connect", "--ip", ip] + [x for a in aliases for x in ("--alias", a)] + [net, cid]
         sh(*cmd)
         healed = True
     finally:
+        for rule in fence:
+            sh("iptables", "-D", *rule, check=False)
         if not healed:  # never leave the node cut off for the checks after this one
             cmd = ["docker", "network", "connect", "--ip", ip] + [x for a in aliases for x in ("--alias", a)] + [net, cid]
             sh(*cmd, check=False)
