@@ -424,7 +424,8 @@ async def check_partition() -> str:
     fence = [[chain, "-s", a, "-d", b, "-j", "DROP"] for chain in ("FORWARD",)
              for x in own for a, b in ((x, subnet), (subnet, x))]
     for rule in fence:
-        sh("iptables", "-I", *rule, check=False)
+        sh("iptables", "-I", *rule)
+    log(f"fenced {', '.join(own)} from {subnet} (iptables FORWARD DROP, both ways)")
     cut = time.monotonic()
     answers: list[tuple[float, dict]] = []
     refused: list[str] = []
@@ -444,7 +445,8 @@ async def check_partition() -> str:
             await nc.close()
         last_wait, last = answers[-1]
         if last.get("code") != 503:
-            raise AssertionError(f"{victim} cut off from the cluster answered a write with {last}")
+            raise AssertionError(f"{victim} cut off from the cluster answered a write with {last}; "
+                                 f"answers {answers}; its view {view}")
         if last_wait > 4.0:
             raise AssertionError(f"{victim} took {last_wait:.1f}s to answer 503")
         # the majority goes on
