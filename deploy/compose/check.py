@@ -421,11 +421,21 @@ async def check_partition() -> str:
     subnet = json.loads(sh("docker", "network", "inspect", net, "--format", "{{json .IPAM.Config}}"))[0]["Subnet"]
     own = [ip] + [v["IPAddress"] for v in json.loads(inspect(cid, "{{json .NetworkSettings.Networks}}")).values()
                   if v.get("IPAddress")]  # its old cluster address (stale sockets keep it) and the rest
-    fence = [[chain, "-s", a, "-d", b, "-j", "DROP"] for chain in ("FORWARD",)
-             for x in own for a, b in ((x, subnet), (subnet, x))]
+    fence = [["FORWARD", "-s", a, "-d", b, "-j", "DROP"] for x in own for a, b in ((x, subnet), (subnet, x))]
+    # ... and from the other nodes' addresses on the other networks: a peer name that
+    # resolves through Docker's DNS would lead Raft across the `clients` bridge (bridged
+    # traffic passes iptables too, with bridge netfilter on, as dockerd sets it)
+    for other in others:
+        for v in json.loads(inspect(container(other), "{{json .NetworkSettings.Networks}}")).values():
+            peer_ip = v.get("IPAddress")
+            if peer_ip and not peer_ip.startswith(subnet.rsplit(".", 1)[0] + "."):
+                for x in own[1:]:
+                    fence += [["FORWARD", "-s", x, "-d", peer_ip, "-j", "DROP"],
+                              ["FORWARD", "-s", peer_ip, "-d", x, "-j", "DROP"]]
     for rule in fence:
         sh("iptables", "-I", *rule)
-    log(f"fenced {', '.join(own)} from {subnet} (iptables FORWARD DROP, both ways)")
+    log(f"fenced {', '.join(own)} from {subnet} and the other nodes (iptables FORWARD DROP, both ways, "
+        f"{len(fence)} rules)")
     cut = time.monotonic()
     answers: list[tuple[float, dict]] = []
     refused: list[str] = []
