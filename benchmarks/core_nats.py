@@ -316,6 +316,17 @@ class ServerProc:
             return "(no log)"
 
 
+def stop_all(nodes) -> None:
+    """Stop every node; one that fails to stop never keeps the others running."""
+    for node in nodes:
+        try:
+            node.stop()
+        except Exception as exc:
+            console.print(f"[red]stopping {node.name}: {exc}[/]")
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.kill()
+
+
 def _children(pid: int) -> list[int]:
     kids: list[int] = []
     try:
@@ -471,13 +482,7 @@ class ClusterProc:
         return "; ".join(n.exit_status() for n in self.nodes if not n.alive())
 
     def stop(self) -> None:
-        for node in self.nodes:
-            try:
-                node.stop()
-            except Exception as exc:  # never let one node keep the others running
-                console.print(f"[red]stopping {node.name}: {exc}[/]")
-                if node.proc is not None and node.proc.poll() is None:
-                    node.proc.kill()
+        stop_all(self.nodes)
 
     def log_tail(self, lines: int = 15) -> str:
         return "\n".join(f"--- {n.name} ({n.log_path.name})\n{n.log_tail(lines)}" for n in self.nodes)

@@ -292,13 +292,7 @@ class Cluster:
         return [f"nats://127.0.0.1:{p}" for p in self.ports]
 
     def stop(self) -> None:
-        for node in self.nodes:
-            try:
-                node.stop()
-            except Exception as exc:  # never let one node keep the others running
-                console.print(f"[red]stopping {node.name}: {exc}[/]")
-                if node.alive():
-                    node.proc.kill()
+        core.stop_all(self.nodes)
 
     def broken(self) -> str | None:
         """Why the cluster can no longer be measured (a node died on its own), or None."""

@@ -36,7 +36,6 @@ from functools import partial
 from typing import Callable
 
 from cluster import commands as c
-from cluster import keys
 from cluster.batcher import Batcher
 from cluster.effects import Effect, Failure, Result
 from cluster.raft import SUCCESS, RaftNode, make_conf
@@ -97,7 +96,6 @@ class Replicator:
         os.makedirs(data_dir, exist_ok=True)
         self.store = Store(os.path.join(data_dir, "rocksdb"))
         self.state = State(self.store)
-        self.loop_applied_index = self.state.applied_index  # what listeners have seen
         self.raft: RaftNode | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: Batcher | None = None
@@ -105,7 +103,6 @@ class Replicator:
         self._waiting: dict[int, _Waiting] = {}
         self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task] = []
-        self.role_changes = 0
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -229,7 +226,6 @@ class Replicator:
         self._loop.call_soon_threadsafe(self._applied, index, batch, results, effects)
 
     def _applied(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
-        self.loop_applied_index = index
         if batch.origin == self.boot:
             waiting = self._waiting.pop(batch.number, None)
             if waiting is not None:
@@ -328,6 +324,5 @@ class Replicator:
         }
 
     def _on_state_changed(self, old: int, new: int) -> None:  # tick thread
-        self.role_changes += 1
         names = {0: "follower", 1: "candidate", 2: "leader"}
         log.info("Raft state %s -> %s", names.get(old, old), names.get(new, new))

@@ -10,7 +10,7 @@ where a nats-server cluster listens). A peer's route port is its Raft port - 100
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_CLIENT_PORT = 4222
 RAFT_PORT_OFFSET = 2000
@@ -66,7 +66,6 @@ class Settings:
     tick_interval_s: float = 0.25
     compact_min_entries: int = 50_000  # Raft log entries before a snapshot ...
     compact_min_time_s: float = 120.0  # ... or seconds since the last one
-    extra: dict = field(default_factory=dict)
 
     @property
     def raft_address(self) -> str:

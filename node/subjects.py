@@ -44,11 +44,6 @@ def valid_literal_subject(subject: bytes) -> bool:
     return all(token not in (b"*", b">") for token in subject.split(b"."))
 
 
-def has_wildcard(subject: bytes) -> bool:
-    """True if any whole token is `*` or `>`."""
-    return any(token in (b"*", b">") for token in subject.split(b"."))
-
-
 class Subscription:
     """One SUB of one client. `client` is whoever receives matches (a client or a route)."""
 
@@ -185,22 +180,6 @@ class Sublist:
             self._cache.clear()
         self._cache[subject] = result
         return result
-
-    def subscriptions(self) -> list[Subscription]:
-        """Every subscription, in trie order (for interest exchange and tests)."""
-        out: list[Subscription] = []
-        stack = [self._root]
-        while stack:
-            node = stack.pop()
-            out.extend(node.plain)
-            for members in node.queues.values():
-                out.extend(members)
-            stack.extend(node.children.values())
-            if node.star:
-                stack.append(node.star)
-            if node.rest:
-                stack.append(node.rest)
-        return out
 
 
 def _split(found: list[Subscription], queued: dict[bytes, list[Subscription]]) -> Match:
