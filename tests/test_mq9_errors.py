@@ -74,8 +74,10 @@ async def test_publish_to_unknown_mailbox(node):
     await nc.publish("$mq9.AI.MAILBOX.MSG.no.such.box", b"dropped, never stored")
     await nc.flush()
     assert (await request(nc, "$mq9.AI.MAILBOX.LIST.no.such.box"))["code"] == 404
-    status = await request(nc, "$mq9.AI.NODE.STATUS")
-    assert status["dropped_publishes"] >= 1  # logged and counted
+    async def counted() -> bool:  # logged and counted once its refusal comes back from the log
+        return (await request(nc, "$mq9.AI.NODE.STATUS"))["dropped_publishes"] >= 1
+
+    await wait_for(counted, 5, "the dropped publish to be counted")
     await nc.close()
     await _still_serving(node)
 
