@@ -73,6 +73,9 @@ def join(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str, node: s
     if group is None:
         rec = records.Group(levels=levels, members=[], cursor=[0] * LEVELS, redeliver=[])
         group = groups[name] = GroupState(mailbox.mail_id, name, rec, {})
+        ordered = sorted(groups.items())  # name order, as a node that reloads reads them
+        groups.clear()
+        groups.update(ordered)
     if member not in group.load:
         group.rec.members.append((member, node))
         group.load[member] = 0
@@ -188,18 +191,36 @@ def _next_member(group: GroupState, limit: int) -> int | None:
 def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:
     """(level, seq, deliveries so far) of the next message this group should hand out."""
     rec = group.rec
-    last = ctx.state.last_seqs(ctx.txn, group.mail_id)
+    state = ctx.state
+    last = state.last_seqs(ctx.txn, group.mail_id)
     for level in range(LEVELS):
         if not rec.levels & (1 << level):
             continue
         redeliver = rec.redeliver
         if redeliver and redeliver[0][0] == level:
             return redeliver.pop(0)
-        if rec.cursor[level] > last[level]:
+        cursor = rec.cursor[level]
+        if cursor > last[level]:
             continue  # nothing was ever stored at this level past the cursor: no need to look
-        hit = ctx.txn.first(keys.message(group.mail_id, level, rec.cursor[level]), keys.end_of(keys.level_prefix(group.mail_id, level)))
-        if hit is not None:
-            seq = keys.unpack_u64(hit[0][-8:])[0]
-            rec.cursor[level] = seq + 1
-            return level, seq, 0
+        tail = state.tail(group.mail_id, level, last)
+        seq = None
+        if cursor < tail.known_from:  # older than the in-memory tail: ask RocksDB
+            hit = ctx.txn.first(keys.message(group.mail_id, level, cursor),
+                                keys.message(group.mail_id, level, tail.known_from))
+            if hit is not None:
+                seq = keys.unpack_u64(hit[0][-8:])[0]
+            cursor = tail.known_from
+        if seq is None:
+            seq = tail.first_from(cursor)
+            if seq is None:
+                continue
+        rec.cursor[level] = seq + 1
+        tail.trim(_lowest_cursor(state.groups_of(ctx.txn, group.mail_id), level))
+        return level, seq, 0
     return None
+
+
+def _lowest_cursor(groups: dict[str, GroupState], level: int) -> int:
+    """The lowest cursor at `level` among a mailbox's groups: nobody asks for less."""
+    bit = 1 << level
+    return min((g.rec.cursor[level] for g in groups.values() if g.rec.levels & bit), default=0)

@@ -151,6 +151,11 @@ class Replicator:
         self._batcher.add(command, resolve)
         return future
 
+    def write_stats(self) -> dict:
+        """How well group commit is doing: Raft entries this node sent and commands in them."""
+        b = self._batcher
+        return {"batches": b.batches_sent if b else 0, "commands": b.commands_sent if b else 0}
+
     def pending_writes(self) -> int:
         return sum(len(waiting.callbacks) for waiting in self._waiting.values())
 

@@ -25,6 +25,7 @@ from typing import Callable
 
 from cluster import commands as c
 from cluster import groups, keys, records
+from cluster.tails import TAIL_MAX, LevelTail
 from cluster.effects import (
     DONE,
     Created,
@@ -77,10 +78,12 @@ class Apply:
 class State:
     """The replicated state machine over one Store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tail_max: int = TAIL_MAX) -> None:
         self.store = store
+        self.tail_max = tail_max  # per level, in memory (tails.py); 0: always ask RocksDB
         self._mailboxes: dict[str, records.Mailbox | None] = {}
         self._groups: dict[str, dict[str, groups.GroupState]] = {}
+        self._tails: dict[str, list[LevelTail | None]] = {}  # mailboxes with groups (tails.py)
         self.reset()
 
     def reset(self) -> None:
@@ -93,6 +96,7 @@ class State:
         self.applied_index, self.now_ms, self.digest = self.store.applied()
         self._mailboxes.clear()
         self._groups.clear()
+        self._tails.clear()
         self._last_seq: dict[str, list[int]] = {}
         self._deadlines: list[tuple[int, str, str, int]] = []
         for key, value in self.store.scan(b"F", b"G"):
@@ -179,6 +183,17 @@ class State:
             self._last_seq[mail_id] = found
         return found
 
+    def tail(self, mail_id: str, level: int, last: list[int]) -> LevelTail:
+        """The in-memory tail of a level (see tails.py), made on first use: exact from the
+        message after the last one stored so far."""
+        tails = self._tails.get(mail_id)
+        if tails is None:
+            tails = self._tails[mail_id] = [None] * c.LEVELS
+        tail = tails[level]
+        if tail is None:
+            tail = tails[level] = LevelTail(last[level] + 1, self.tail_max)
+        return tail
+
     def groups_of(self, txn: Txn, mail_id: str) -> dict[str, groups.GroupState]:
         found = self._groups.get(mail_id)
         if found is None:
@@ -229,6 +244,7 @@ class State:
                 txn.delete(keys.member_index(node, mail_id, group.name, member))
             groups.drop(ctx, group)
         self._groups.pop(mail_id, None)
+        self._tails.pop(mail_id, None)
         self._last_seq.pop(mail_id, None)
         for prefix in (keys.messages(mail_id), keys.dedups(mail_id), keys.groups(mail_id), keys.inflights(mail_id)):
             txn.delete_range(prefix, keys.end_of(prefix))
@@ -280,6 +296,9 @@ class State:
         last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
         txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
         last[level] = seq
+        tails = self._tails.get(cmd.mail_id)
+        if tails is not None and tails[level] is not None:
+            tails[level].stored(seq)
         if cmd.dedup_id:
             txn.put(dkey, keys.pack_u64(seq))
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
@@ -289,13 +308,15 @@ class State:
         return Stored(cmd.mail_id, seq)
 
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
-        """The level message `seq` is stored at; a queue group's in-flight entry knows it."""
-        entry = None
+        """The level message `seq` is stored at. A queue group's in-flight entry knows it
+        without a read: a message in flight is stored (removing one takes it out of every
+        group's in-flight set)."""
         if group is not None:
             found = self.groups_of(txn, mail_id).get(group)
             entry = found.inflight.get(seq) if found is not None else None
-        levels = (entry.level,) if entry is not None else range(c.LEVELS)
-        for level in levels:
+            if entry is not None:
+                return entry.level
+        for level in range(c.LEVELS):
             if txn.get(keys.message(mail_id, level, seq)) is not None:
                 return level
         return None
@@ -303,6 +324,9 @@ class State:
     def _remove(self, ctx: Apply, mb: records.Mailbox, level: int, seq: int) -> None:
         ctx.txn.delete(keys.message(mb.mail_id, level, seq))
         ctx.effects.append(MessageRemoved(mb.mail_id, seq))
+        tails = self._tails.get(mb.mail_id)
+        if tails is not None and tails[level] is not None:
+            tails[level].removed(seq)
         for group in self.groups_of(ctx.txn, mb.mail_id).values():
             if groups.forget(ctx, group, level, seq):
                 groups.fill(ctx, mb, group)

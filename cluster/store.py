@@ -90,11 +90,15 @@ class Store:
         return (it.key(), it.value()) if it.valid() else None
 
     def last(self, prefix: bytes) -> bytes | None:
-        """The greatest committed key starting with `prefix`, or None."""
+        """The greatest committed key starting with `prefix`, or None.
+
+        Bounded above only: with rocksdict 0.3.29 an iterator given an iterate_lower_bound
+        finds nothing on seek_for_prev (so this returned None for every prefix, and a
+        restarted node saw no stored messages past a queue group's cursor)."""
         opts = ReadOptions()
-        opts.set_iterate_lower_bound(prefix)
+        opts.set_iterate_upper_bound(keys.end_of(prefix))
         it = self.db.iter(opts)
-        it.seek_for_prev(keys.end_of(prefix))
+        it.seek_to_last()
         if it.valid() and it.key().startswith(prefix):
             return it.key()
         return None
@@ -132,20 +136,29 @@ class Store:
 
 
 class Txn:
-    """The writes of one batch, readable before they commit."""
+    """The writes of one batch, readable before they commit.
 
-    __slots__ = ("store", "batch", "overlay", "_sorted", "_cleared")
+    The overlay's keys are put in order only when a range read needs them: most batches
+    (stores and acks) never scan, so a put costs a dict store and a WriteBatch call.
+    """
+
+    __slots__ = ("store", "batch", "overlay", "_sorted", "_fresh", "_cleared")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.batch = WriteBatch(raw_mode=True)
         self.overlay: dict[bytes, bytes | None] = {}  # None: deleted in this batch
-        self._sorted: list[bytes] = []  # overlay keys in order
+        self._sorted: list[bytes] = []  # overlay keys in order, as of the last range read
+        self._fresh: list[bytes] = []  # overlay keys added since
         self._cleared: list[tuple[bytes, bytes]] = []  # ranges deleted in this batch
 
-    def _remember(self, key: bytes) -> None:
-        if key not in self.overlay:
-            bisect.insort(self._sorted, key)
+    def _keys_in_order(self) -> list[bytes]:
+        if self._fresh:
+            self._fresh.sort()
+            self._sorted += self._fresh  # two sorted runs: timsort merges them in one pass
+            self._sorted.sort()
+            self._fresh = []
+        return self._sorted
 
     def _in_cleared(self, key: bytes) -> bool:
         for lo, hi in self._cleared:
@@ -162,12 +175,14 @@ class Txn:
         return self.store.db.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._remember(key)
+        if key not in self.overlay:
+            self._fresh.append(key)
         self.overlay[key] = value
         self.batch.put(key, value)
 
     def delete(self, key: bytes) -> None:
-        self._remember(key)
+        if key not in self.overlay:
+            self._fresh.append(key)
         self.overlay[key] = None
         self.batch.delete(key)
 
@@ -175,17 +190,19 @@ class Txn:
         """Delete every key in [lo, hi), committed and in this batch."""
         self.batch.delete_range(lo, hi)
         self._cleared.append((lo, hi))
-        start = bisect.bisect_left(self._sorted, lo)
-        stop = bisect.bisect_left(self._sorted, hi)
-        for key in self._sorted[start:stop]:
+        ordered = self._keys_in_order()
+        start = bisect.bisect_left(ordered, lo)
+        stop = bisect.bisect_left(ordered, hi)
+        for key in ordered[start:stop]:
             self.overlay[key] = None
 
     def scan(self, lo: bytes, hi: bytes, limit: int = 0) -> Iterator[tuple[bytes, bytes]]:
         """Key/value pairs in [lo, hi) as this batch sees them, in key order."""
         overlay = self.overlay
-        start = bisect.bisect_left(self._sorted, lo)
-        stop = bisect.bisect_left(self._sorted, hi)
-        mine = self._sorted[start:stop]
+        ordered = self._keys_in_order()
+        start = bisect.bisect_left(ordered, lo)
+        stop = bisect.bisect_left(ordered, hi)
+        mine = ordered[start:stop]
         j = 0
         n = 0
         it = bounded_iter(self.store.db, lo, hi)

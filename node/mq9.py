@@ -139,6 +139,7 @@ class MailboxAPI:
         status["dropped_publishes"] = self.dropped
         status["slow_consumers"] = self.server.slow_consumers
         status["clients"] = len(self.server.clients)
+        status["writes"] = self.replicator.write_stats()
         return status
 
     # ---- replies ---------------------------------------------------------------------

@@ -192,3 +192,60 @@ def test_a_resent_batch_is_applied_once(tmp_path):
     assert isinstance(first[0][0], Stored) and again == ([], [])
     assert len(list(s.store.scan(keys.messages("dup.box"), keys.end_of(keys.messages("dup.box"))))) == 1
     assert s.applied_index == 4
+
+
+def _group_log(rng: random.Random, n: int) -> list[c.Batch]:
+    """Queue-group traffic: stores at every level, two groups with different level filters,
+    acks, NAKs, deletes ahead of the cursors, members leaving, deadlines passing."""
+    members = [f"node{k}/boot/{k}/1" for k in range(3)]
+    out = [c.Batch(1_000_000, "n", 0, [c.CreateMailbox("wq", 0, False, "wq", "", 700, 2)])]
+    t = 1_000_000
+    seqs: list[int] = []
+    assigned: list[tuple[str, int]] = []
+    for i in range(1, n):
+        t += rng.randint(0, 300)
+        cmds = []
+        for pos in range(rng.randint(1, 8)):
+            roll = rng.random()
+            if roll < 0.45:
+                cmds.append(c.StoreMessage("wq", rng.randrange(5), None, b"m%d.%d" % (i, pos)))
+                seqs.append(keys.seq_for(i + 2, pos))
+            elif roll < 0.65 and seqs:
+                group = rng.choice(["g", "h#3"])
+                cmds.append(c.Ack("wq", rng.choice(seqs[-40:]), rng.choice([c.ACK, c.ACK, c.NAK, c.TERM]), group))
+            elif roll < 0.75:
+                group, levels = rng.choice([("g", c.ALL_LEVELS), ("h#3", 3)])
+                cmds.append(c.GroupJoin("wq", group, rng.choice(members), "node", levels))
+            elif roll < 0.8:
+                cmds.append(c.GroupLeave("wq", rng.choice(["g", "h#3"]), rng.choice(members)))
+            elif roll < 0.88 and seqs:
+                cmds.append(c.DeleteMessage("wq", rng.choice(seqs[-20:])))  # often not handed out yet
+            else:
+                cmds.append(c.Tick())
+        out.append(c.Batch(t, "n", i, cmds))
+    return out
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=12, deadline=None)
+def test_in_memory_tails_hand_out_what_rocksdb_would(tmp_path_factory, seed):
+    """Queue groups find their next message in an in-memory tail (cluster/tails.py). Against
+    a state that always asks RocksDB, one whose tails keep resetting, and one reloaded every
+    few batches (its tails start again at other points), every result, effect and stored
+    byte must be the same."""
+    tmp = tmp_path_factory.mktemp("tails")
+    log = _group_log(random.Random(seed), 120)
+    states = [State(Store(str(tmp / "tails"))), State(Store(str(tmp / "rocks")), tail_max=0),
+              State(Store(str(tmp / "tiny")), tail_max=3), State(Store(str(tmp / "reload")))]
+    assigned = 0
+    for index, batch in enumerate(log, start=2):
+        if index % 7 == 0:
+            states[3].reset()
+        outs = [s.apply_batch(batch, index) for s in states]
+        assert all(o == outs[0] for o in outs[1:]), f"index {index}"
+        assigned += sum(isinstance(e, MessageAssigned) for e in outs[0][1])
+    assert assigned > 20  # the log really exercised hand-outs
+    dumps = [_dump(s) for s in states]
+    assert all(d == dumps[0] for d in dumps[1:])
+    for s in states:
+        s.store.close()
