@@ -222,5 +222,8 @@ def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | N
 
 def _lowest_cursor(groups: dict[str, GroupState], level: int) -> int:
     """The lowest cursor at `level` among a mailbox's groups: nobody asks for less."""
+    if len(groups) == 1:
+        for only in groups.values():
+            return only.rec.cursor[level]
     bit = 1 << level
     return min((g.rec.cursor[level] for g in groups.values() if g.rec.levels & bit), default=0)
