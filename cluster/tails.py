@@ -19,9 +19,10 @@ store, so its memory stays bounded.
 from __future__ import annotations
 
 import bisect
+from array import array
 
-TAIL_MAX = 16_384  # sequence numbers kept per level at most
-_COMPACT_AT = 4_096  # trimmed entries that are dropped from the list at once
+TAIL_MAX = 1 << 18  # sequence numbers kept per level at most (8 bytes each: 2 MiB)
+_COMPACT_AT = 4_096  # trimmed entries that are dropped from the array at once
 
 
 class LevelTail:
@@ -30,7 +31,7 @@ class LevelTail:
     __slots__ = ("seqs", "head", "known_from", "limit")
 
     def __init__(self, known_from: int, limit: int = TAIL_MAX) -> None:
-        self.seqs: list[int] = []  # increasing; live entries are seqs[head:]
+        self.seqs = array("q")  # increasing; live entries are seqs[head:]
         self.head = 0
         self.known_from = known_from
         self.limit = limit
@@ -41,7 +42,7 @@ class LevelTail:
     def stored(self, seq: int) -> None:
         """A message was stored at this level (sequence numbers only grow)."""
         if len(self.seqs) - self.head >= self.limit:  # nobody is keeping up: start again
-            self.seqs = []
+            self.seqs = array("q")
             self.head = 0
             self.known_from = seq + 1
             return

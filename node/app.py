@@ -9,7 +9,9 @@ flushed and closed, then the store shuts down.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
 
 import uvloop
@@ -45,6 +47,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                           settings.cluster_secret)
     await routes.start()
     log.info("Server %s is ready", settings.server_name)
+    _tune_gc()
     if ready is not None:
         ready.set()
     await stop.wait()
@@ -53,6 +56,24 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await server.drain()
     await replicator.stop()
     log.info("Server exiting")
+
+
+GC_GEN0 = 50_000  # allocations between young collections (Python's default: 700)
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections once the node is up.
+
+    Every publish and ack allocates a few container objects that live until their batch
+    commits, so with Python's defaults the collector ran hundreds of young and several
+    full collections per 20,000 tasks: 5-14% of a node's CPU in the work-queue benchmark
+    (measured with gc.callbacks). Freezing what startup allocated keeps full collections
+    from walking it, and a larger young generation makes collections rare. Cycles are
+    still collected. `MQ9_GC_GEN0=700` restores the default threshold.
+    """
+    gen0 = int(os.environ.get("MQ9_GC_GEN0", "") or GC_GEN0)
+    gc.freeze()
+    gc.set_threshold(gen0, 20, 20)
 
 
 def run(settings: Settings) -> None:
