@@ -34,11 +34,12 @@ if TYPE_CHECKING:
 class GroupState:
     """A group as apply works on it: the record plus its in-flight messages."""
 
-    __slots__ = ("mail_id", "name", "rec", "inflight", "load")
+    __slots__ = ("mail_id", "name", "rec", "inflight", "load", "fkeys")
 
     def __init__(self, mail_id: str, name: str, rec: records.Group, inflight: dict[int, records.Inflight]) -> None:
         self.mail_id = mail_id
         self.name = name
+        self.fkeys = keys.inflights(mail_id, name)  # + seq: the F key of an in-flight message
         self.rec = rec
         self.inflight = inflight
         self.load: dict[str, int] = {member: 0 for member, _ in rec.members}
@@ -114,7 +115,7 @@ def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
     entry = group.inflight.pop(seq)
     if entry.member in group.load:
         group.load[entry.member] -= 1
-    ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
+    ctx.txn.delete(group.fkeys + keys.pack_u64(seq))
     bisect.insort(group.rec.redeliver, (entry.level, seq, entry.delivery))
     ctx.touch(group)
 
@@ -125,7 +126,7 @@ def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
     if entry is not None:
         if entry.member in group.load:
             group.load[entry.member] -= 1
-        ctx.txn.delete(keys.inflight(group.mail_id, group.name, seq))
+        ctx.txn.delete(group.fkeys + keys.pack_u64(seq))
         ctx.touch(group)
         return True
     redeliver = group.rec.redeliver
@@ -149,43 +150,47 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
 
 
 def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
-    """Hand out messages while some member has room and something is waiting."""
-    members = group.rec.members
-    if not members:
+    """Hand out messages while some member has room and something is waiting.
+
+    Runs after every store and acknowledgement, so it is written for speed: the member
+    search, the F key and the deadline are inline."""
+    rec = group.rec
+    members = rec.members
+    n = len(members)
+    if not n:
         return
+    load = group.load
     limit = mailbox.max_in_flight
+    deadline = ctx.now + mailbox.ack_wait_ms
+    handed = False
     while True:
-        position = _next_member(group, limit)
-        if position is None:
-            return
+        rr = rec.rr
+        for k in range(n):  # the next member in round-robin order with room for one more
+            position = (rr + k) % n
+            member = members[position][0]
+            if load[member] < limit:
+                break
+        else:
+            break
         candidate = _next_candidate(ctx, group)
         if candidate is None:
-            return
-        member = members[position][0]
-        group.rec.rr = (position + 1) % len(members)  # move on only when something was handed out
+            break
+        rec.rr = (position + 1) % n  # move on only when something was handed out
         level, seq, delivered = candidate
-        entry = records.Inflight(member, level, ctx.now + mailbox.ack_wait_ms, delivered + 1)
+        entry = records.Inflight(member, level, deadline, delivered + 1)
         group.inflight[seq] = entry
-        group.load[member] += 1
-        _write_inflight(ctx, group, seq, entry)
-        ctx.touch(group)
+        load[member] += 1
+        ctx.txn.put(group.fkeys + keys.pack_u64(seq), records.encode(entry))
+        ctx.state.deadline_set(deadline, group.mail_id, group.name, seq)
         ctx.effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
+        handed = True
+    if handed:
+        ctx.touch(group)
 
 
 def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.Inflight) -> None:
-    ctx.txn.put(keys.inflight(group.mail_id, group.name, seq), records.encode(entry))
+    ctx.txn.put(group.fkeys + keys.pack_u64(seq), records.encode(entry))
     ctx.state.deadline_set(entry.deadline_ms, group.mail_id, group.name, seq)
-
-
-def _next_member(group: GroupState, limit: int) -> int | None:
-    """Position of the next member in round-robin order with room for one more message."""
-    members = group.rec.members
-    n = len(members)
-    for k in range(n):
-        i = (group.rec.rr + k) % n
-        if group.load[members[i][0]] < limit:
-            return i
-    return None
 
 
 def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:

@@ -63,8 +63,12 @@ class LevelTail:
 
     def first_from(self, cursor: int) -> int | None:
         """The first stored seq >= cursor, for cursor >= known_from."""
-        seqs = self.seqs
-        i = bisect.bisect_left(seqs, cursor, self.head)
+        seqs, head = self.seqs, self.head
+        if head >= len(seqs):
+            return None
+        if seqs[head] >= cursor:  # the usual case: trimming keeps the head at the lowest cursor
+            return seqs[head]
+        i = bisect.bisect_left(seqs, cursor, head)
         return seqs[i] if i < len(seqs) else None
 
     def trim(self, below: int) -> None:
@@ -72,10 +76,12 @@ class LevelTail:
         if below <= self.known_from:
             return
         self.known_from = below
-        seqs = self.seqs
-        head = self.head
+        seqs, head = self.seqs, self.head
         if head < len(seqs) and seqs[head] < below:
-            self._advance(bisect.bisect_left(seqs, below, head))
+            if head + 1 >= len(seqs) or seqs[head + 1] >= below:  # the usual case: one handed out
+                self._advance(head + 1)
+            else:
+                self._advance(bisect.bisect_left(seqs, below, head))
 
     def _advance(self, head: int) -> None:
         if head >= _COMPACT_AT and head * 2 >= len(self.seqs):
