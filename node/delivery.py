@@ -51,7 +51,7 @@ class MailboxSub:
     """One mailbox (or PUBLIC.LIST) subscription of a local client."""
 
     __slots__ = ("sub", "client", "mail_id", "levels", "group", "member", "cut", "replaying", "buffer",
-                 "closed", "joined", "joining")
+                 "closed", "joined", "joining", "subjects", "ack_tail")
 
     def __init__(self, sub: Subscription, client: "ClientConnection", mail_id: str, levels: int,
                  group: str | None = None, member: str | None = None) -> None:
@@ -67,6 +67,9 @@ class MailboxSub:
         self.closed = False
         self.joined = False
         self.joining = False
+        # built once: every delivery to this subscription uses them
+        self.subjects = [subj.message_subject(mail_id, w) for w in range(len(c.WORDS))] if mail_id else []
+        self.ack_tail = subj.ack_tail(group, mail_id)
 
 
 def _applied_index(it) -> int:
@@ -277,8 +280,8 @@ class Delivery:
     def _send_stored(self, ms: MailboxSub, e: MessageStored, delivery: int) -> None:
         ms.client.deliver(
             ms.sub,
-            subj.message_subject(e.mail_id, e.word),
-            subj.ack_subject(e.seq, None, e.mail_id),
+            ms.subjects[e.word],
+            b"%s%d%s" % (subj.ACK_PREFIX, e.seq, ms.ack_tail),
             headers_for(e.seq, e.word, e.ts_ms, delivery, e.headers),
             e.payload,
         )
@@ -294,8 +297,8 @@ class Delivery:
             word, ts, hdrs, payload = msg.word, msg.ts_ms, msg.headers, msg.payload
         ms.client.deliver(
             ms.sub,
-            subj.message_subject(e.mail_id, word),
-            subj.ack_subject(e.seq, e.group, e.mail_id),
+            ms.subjects[word],
+            b"%s%d%s" % (subj.ACK_PREFIX, e.seq, ms.ack_tail),  # ms.group is e.group
             headers_for(e.seq, word, ts, e.delivery, hdrs),
             payload,
         )
@@ -306,8 +309,8 @@ class Delivery:
             client = ms.client
             deliver, sub = client.deliver, ms.sub
             decode, unpack = records.decode_message, keys.unpack_u64
-            subjects = [subj.message_subject(ms.mail_id, w) for w in range(len(c.WORDS))]
-            ack_head, ack_tail = subj.ACK_PREFIX, b"._." + ms.mail_id.encode()
+            subjects = ms.subjects
+            ack_head, ack_tail = subj.ACK_PREFIX, ms.ack_tail
             for level in range(c.LEVELS):
                 if not ms.levels & (1 << level):
                     continue

@@ -102,20 +102,31 @@ def message_subject(mail_id: str, word: int) -> bytes:
     return MSG_PREFIX + mail_id.encode() + b"." + WORDS[word].encode()
 
 
-def ack_subject(seq: int, group: str | None, mail_id: str) -> bytes:
+def ack_tail(group: str | None, mail_id: str) -> bytes:
+    """What follows the seq in an ack subject: `.{group hex | _}.{mail_id}`."""
     tag = group.encode().hex() if group else "_"
-    return b"%s%d.%s.%s" % (ACK_PREFIX, seq, tag.encode(), mail_id.encode())
+    return b".%s.%s" % (tag.encode(), mail_id.encode())
+
+
+_ack_cache: dict[bytes, tuple[str | None, str]] = {}
 
 
 def parse_ack(tail: bytes) -> tuple[int, str | None, str]:
-    """`{seq}.{group hex | _}.{mail_id}` -> (seq, group, mail_id)."""
+    """`{seq}.{group hex | _}.{mail_id}` -> (seq, group, mail_id). The group and mailbox
+    part is cached: every acknowledgement of a subscription repeats it."""
     seq_b, _, rest = tail.partition(b".")
-    tag, _, mail_b = rest.partition(b".")
-    if not seq_b.isdigit() or not tag or not mail_b:
+    if not seq_b.isdigit():
         raise SubjectError("malformed acknowledgement subject")
-    try:
-        group = None if tag == b"_" else bytes.fromhex(tag.decode()).decode()
-        mail_id = mail_b.decode()
-    except (ValueError, UnicodeDecodeError):
-        raise SubjectError("malformed acknowledgement subject") from None
-    return int(seq_b), group, mail_id
+    hit = _ack_cache.get(rest)
+    if hit is None:
+        tag, _, mail_b = rest.partition(b".")
+        if not tag or not mail_b:
+            raise SubjectError("malformed acknowledgement subject")
+        try:
+            hit = (None if tag == b"_" else bytes.fromhex(tag.decode()).decode(), mail_b.decode())
+        except (ValueError, UnicodeDecodeError):
+            raise SubjectError("malformed acknowledgement subject") from None
+        if len(_ack_cache) >= _CACHE_MAX:
+            _ack_cache.clear()
+        _ack_cache[rest] = hit
+    return int(seq_b), hit[0], hit[1]
