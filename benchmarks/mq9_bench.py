@@ -12,7 +12,7 @@ benchmarks/natsbench.c on the NATS C client):
   1  acknowledged publish, one at a time: msgs/s, latency p50/p99           py
   2  acknowledged publish, 256 in flight: msgs/s                             py, C
   3  fan-out: one mailbox / stream subject, 10 subscribers over the nodes    py, C
-  4  catch-up: 100,000 stored messages in 3 priorities replayed to a new subscriber   py
+  4  catch-up: 100,000 stored messages in 3 priorities replayed to a new subscriber   py, C
   5  work queue: 4 workers acking, 20,000 tasks: tasks/s                     py, C
   6  failover: SIGKILL the leader under light load: s to the next ack'd publish   py (3 nodes)
   7  storing 1,000,000 messages: peak RSS per node, disk bytes per message   C
@@ -128,6 +128,7 @@ def table_rows(sweep: bool) -> list[Row]:
         Row("w3", "3 fan-out to 10 subscribers", "nats-py", "rate", "deliveries/s", "higher"),
         Row("w3c", "3 fan-out to 10 subscribers", "nats.c", "rate", "deliveries/s", "higher"),
         Row("w4", "4 catch-up of {w4} stored msgs", "nats-py", "rate", "msgs/s", "higher"),
+        Row("w4c", "4 catch-up of {w4} stored msgs", "nats.c", "rate", "msgs/s", "higher"),
         Row("w5", "5 work queue, 4 workers acking", "nats-py", "rate", "tasks/s", "higher"),
         Row("w5c", "5 work queue, 4 workers acking", "nats.c", "rate", "tasks/s", "higher"),
         Row("w6", "6 failover: leader SIGKILL -> next ack", "nats-py", "recovery_s", "s", "lower"),
@@ -816,8 +817,12 @@ class Bench:
             cmd = c_client("jsfanout", c.urls, "bench.w3c", count, cap, "-k", "10")
         return self.runner.run(cmd, self.label(c, "w3c: fan-out to 10 subscribers (C)"), cap + 40, count * 10)
 
-    def w4(self, c: Cluster) -> dict:
-        count, cap = self.sizes.w4
+    def _w4_filled(self, c: Cluster) -> tuple[str, dict]:
+        """Pre-fill workload 4's mailbox / stream once per cluster: (target, fill result).
+        The nats-py and nats.c catch-ups both read it (reading consumes nothing)."""
+        if getattr(c, "w4_filled", None):
+            return c.w4_filled
+        count = self.sizes.w4[0]
         fill_s = self.sizes.w4_fill_s
         if c.system == "mq9":
             box = c.create_mailbox(self.name("w4"))
@@ -831,19 +836,35 @@ class Bench:
             target = "bench.w4.>"
         filled = self.runner.run(fill, self.label(c, "w4: pre-filling (C, not timed)"), fill_s + 30, count)
         if "error" in filled or not filled.get("complete"):
-            return {"error": f"pre-fill failed: {filled.get('error') or filled}", "fill": filled}
+            raise BenchError(f"pre-fill failed: {filled.get('error') or filled}")
         # the subscriber reads from the last node: wait until it has applied everything
         if c.system == "mq9":
             total = c.wait_total(target, count, len(c.urls) - 1, 30)
             if total != count:
-                return {"error": f"after the pre-fill node n{len(c.urls)} holds {total} of {count} messages",
-                        "fill": filled}
+                raise BenchError(f"after the pre-fill node n{len(c.urls)} holds {total} of {count} messages")
         else:
             stored = c.stream_messages()
             if stored != count:
-                return {"error": f"after the pre-fill the stream holds {stored} of {count} messages", "fill": filled}
+                raise BenchError(f"after the pre-fill the stream holds {stored} of {count} messages")
+        c.w4_filled = (target, filled)
+        return c.w4_filled
+
+    def w4(self, c: Cluster) -> dict:
+        count, cap = self.sizes.w4
+        target, filled = self._w4_filled(c)
         cmd = py_client("catchup", c.system, c.urls, target, cap, count=count)
         out = self.runner.run(cmd, self.label(c, f"w4: catch-up of {count:,} msgs"), cap + 30, count)
+        out["fill"] = filled
+        return out
+
+    def w4c(self, c: Cluster) -> dict:
+        count, cap = self.sizes.w4
+        target, filled = self._w4_filled(c)
+        if c.system == "mq9":
+            cmd = c_client("catchup", c.urls, f"{MQ9_MSG}{target}.*", count, cap)
+        else:
+            cmd = c_client("jscatchup", c.urls, target, count, cap)
+        out = self.runner.run(cmd, self.label(c, f"w4c: catch-up of {count:,} msgs (C)"), cap + 30, count)
         out["fill"] = filled
         return out
 
@@ -980,7 +1001,7 @@ class Bench:
 # redeliveries) that slows what follows, a failover kills a node, and memory/disk wants a
 # clean baseline.
 PHASES = [
-    ("main", ["w1", "w2", "w2c", "w8", "sweep", "w3", "w3c", "w4"]),
+    ("main", ["w1", "w2", "w2c", "w8", "sweep", "w3", "w3c", "w4", "w4c"]),
     ("workqueue", ["w5"]),
     ("workqueue-c", ["w5c"]),
     ("failover", ["w6"]),
@@ -1218,7 +1239,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smaller counts and time caps (a smoke test)")
     p.add_argument("--only", choices=["mq9", "js"], help="run one system only")
     p.add_argument("--workloads", default="1,2,3,4,5,6,7,8", help="comma-separated workload numbers 1-8")
-    p.add_argument("--no-c", action="store_true", help="skip the nats.c variants of workloads 2, 3 and 5")
+    p.add_argument("--no-c", action="store_true", help="skip the nats.c variants of workloads 2, 3, 4 and 5")
     p.add_argument("--profile", action="store_true",
                    help="run each mq9 node of the main phase under py-spy -> benchmarks/out/mq9_node{N}.svg")
     p.add_argument("--window-sweep", action="store_true",

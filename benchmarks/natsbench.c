@@ -20,6 +20,11 @@
  *   natsbench -m fanout  ... [-R SUB_SUBJECT]   as above, subscribers on SUB_SUBJECT
  *   natsbench -m jsfanout -u URLS -S SUBJ [-R FILTER] [-k SUBS]
  *       like fanout, each subscriber a JetStream ordered push consumer on FILTER.
+ *   natsbench -m catchup   -u URL -S SUBJ -n COUNT      one new subscriber on SUBJ (an mq9
+ *       mailbox subject) reads COUNT stored messages; rate = COUNT / (last delivery -
+ *       subscribe). The subscriber connects to the last URL of -u.
+ *   natsbench -m jscatchup -u URL -S FILTER -n COUNT    the same with a JetStream ordered
+ *       push consumer on FILTER.
  *   natsbench -m mq9wq   -u URLS -S SUBJ -R SUB_SUBJECT [-q QUEUE] [-k WORKERS] [-n TASKS]
  *       WORKERS queue-group subscribers acking each task (+ACK to its reply subject) while
  *       one producer publishes TASKS; rate = distinct tasks acked per second, measured
@@ -341,6 +346,43 @@ static void run_pubsub(int k, bool js_consumers)
     free(jss);
     free(subs);
     free(subc);
+}
+
+/* catchup / jscatchup: a new subscriber reads what is already stored. */
+static void run_catchup(bool js_consumer)
+{
+    natsConnection *nc = connect_url("natsbench-catchup", false, urls[nurls - 1]);
+    natsSubscription *sub = NULL;
+    jsCtx *js = NULL;
+    int64_t start = now_ns();
+    if (js_consumer) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Ordered = true;
+        js = jetstream(nc, NULL);
+        CHECK_JS(js_Subscribe(&sub, js, cfg.subj, on_msg, NULL, NULL, &so, &je_));
+    } else {
+        CHECK(natsConnection_Subscribe(&sub, nc, cfg.subj, on_msg, NULL));
+    }
+    CHECK(natsSubscription_SetPendingLimits(sub, -1, -1)); /* never drop client-side */
+    while (atomic_load(&delivered) < cfg.n && now_ns() < deadline_ns) {
+        progress(atomic_load(&delivered), cfg.n);
+        nats_Sleep(1);
+    }
+    long long got = atomic_load(&delivered);
+    int64_t dropped = 0;
+    natsSubscription_GetDropped(sub, &dropped);
+    double secs = got > 0 ? (atomic_load(&last_ns) - start) / 1e9 : (now_ns() - start) / 1e9;
+    printf("{\"mode\":\"%s\",\"client\":\"nats.c %s\",\"msgs\":%lld,\"delivered\":%lld,"
+           "\"dropped\":%lld,\"seconds\":%.6f,\"rate\":%.1f,\"complete\":%s}\n",
+           cfg.mode, nats_GetVersion(), cfg.n, got, (long long)dropped, secs, secs > 0 ? got / secs : 0.0,
+           got == cfg.n ? "true" : "false");
+    fflush(stdout);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    if (js)
+        jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
 }
 
 /* Responder callback: echo the request body to its reply subject. */
@@ -806,7 +848,8 @@ static void run_wq(bool js_mode)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: natsbench -m pub|fanout|reqrep|mq9pub|jspub|load|jsfanout|mq9wq|jswq [-u URL[,URL..]]\n"
+            "usage: natsbench -m pub|fanout|reqrep|mq9pub|jspub|load|jsfanout|catchup|jscatchup|mq9wq|jswq\n"
+            "                 [-u URL[,URL..]]\n"
             "                 [-U SUBSCRIBER_URL[,URL..]]\n"
             "                 [-S SUBJECT[,SUBJECT..]] [-R SUB_SUBJECT] [-n COUNT] [-s BYTES] [-k SUBSCRIBERS]\n"
             "                 [-w WORKERS|WINDOW] [-q QUEUE] [-D STREAM:CONSUMER] [-b BARRIER] [-B BATCH]\n"
@@ -872,6 +915,10 @@ int main(int argc, char **argv)
         run_jspub();
     else if (strcmp(cfg.mode, "load") == 0)
         run_load();
+    else if (strcmp(cfg.mode, "catchup") == 0)
+        run_catchup(false);
+    else if (strcmp(cfg.mode, "jscatchup") == 0)
+        run_catchup(true);
     else if (strcmp(cfg.mode, "mq9wq") == 0)
         run_wq(false);
     else if (strcmp(cfg.mode, "jswq") == 0)

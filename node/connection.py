@@ -227,6 +227,22 @@ class ClientConnection(asyncio.Protocol):
         if sub.max_msgs and sub.delivered >= sub.max_msgs:
             self.remove_sub(sub)
 
+    def deliver_frames(self, sub: Subscription, frames: list[bytes]) -> None:
+        """Queue ready-made HMSG frames for `sub` (a replay builds them in bulk, for a
+        client that takes headers); honour UNSUB max as `deliver` does."""
+        if self.closed:
+            return
+        if sub.max_msgs:
+            frames = frames[:max(0, sub.max_msgs - sub.delivered)]
+        self.out += b"".join(frames)
+        self.msgs_out += len(frames)
+        sub.delivered += len(frames)
+        if not self.dirty:
+            self.dirty = True
+            self.server.mark_dirty(self)
+        if sub.max_msgs and sub.delivered >= sub.max_msgs:
+            self.remove_sub(sub)
+
     def flush(self) -> None:
         """Write what is queued; cut the client off if the socket is too far behind."""
         self.dirty = False

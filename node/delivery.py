@@ -304,31 +304,50 @@ class Delivery:
         )
 
     async def _replay(self, ms: MailboxSub, it) -> None:
-        """Deliver what is stored, paced by the client's socket, then go live."""
+        """Deliver what is stored, paced by the client's socket, then go live.
+
+        The hot loop of a catch-up: for a client that takes headers (every current
+        client), each message becomes one HMSG frame built with one format, and a chunk of
+        frames is queued at once; a client without headers gets MSG frames one by one."""
         try:
             client = ms.client
-            deliver, sub = client.deliver, ms.sub
+            sub = ms.sub
+            bulk = client.headers
             decode, unpack = records.decode_message, keys.unpack_u64
-            subjects = ms.subjects
+            subjects, sid = ms.subjects, sub.sid
             ack_head, ack_tail = subj.ACK_PREFIX, ms.ack_tail
             for level in range(c.LEVELS):
                 if not ms.levels & (1 << level):
                     continue
                 prefix = keys.level_prefix(ms.mail_id, level)
                 it.seek(prefix)
-                sent = 0
+                frames: list[bytes] = []
                 while it.valid() and not ms.closed:
                     key = it.key()
                     if not key.startswith(prefix):
                         break
                     msg = decode(it.value())
                     seq = unpack(key[-8:])[0]
-                    deliver(sub, subjects[msg.word], b"%s%d%s" % (ack_head, seq, ack_tail),
-                            headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload)
+                    hdrs = headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers)
+                    if bulk:  # one HMSG frame, as wire.append_msg would build it
+                        payload = msg.payload
+                        frames.append(b"HMSG %s %s %s%d%s %d %d\r\n%s%s\r\n" % (
+                            subjects[msg.word], sid, ack_head, seq, ack_tail, len(hdrs), len(hdrs) + len(payload),
+                            hdrs, payload))
+                        if len(frames) == REPLAY_CHUNK:
+                            client.deliver_frames(sub, frames)
+                            frames = []
+                            await self._paced(client)
+                            if client.closed or sub.max_msgs and sub.delivered >= sub.max_msgs:
+                                break
+                    else:
+                        client.deliver(sub, subjects[msg.word], b"%s%d%s" % (ack_head, seq, ack_tail), hdrs,
+                                       msg.payload)
+                        if client.closed or sub.delivered % REPLAY_CHUNK == 0:
+                            await self._paced(client)
                     it.next()
-                    sent += 1
-                    if sent % REPLAY_CHUNK == 0:
-                        await self._paced(client)
+                if frames and not ms.closed:
+                    client.deliver_frames(sub, frames)
                 if ms.closed:
                     return
             for index, effect in ms.buffer:  # what was applied while we replayed, in log order

@@ -99,3 +99,40 @@ async def test_restart_keeps_mailboxes_and_groups_work_again(make_node):
     assert sorted(d for d, _ in again) == sorted(str(i).encode() for i in range(10))
     assert all(n == "2" for _, n in again), again
     await nc.close()
+
+
+async def test_restart_hands_out_the_backlog_past_a_groups_cursor(make_node):
+    """A group's cursor outlives a restart, and so does what lies past it: with two in
+    flight and eight waiting when the node dies, a new member gets all ten. (A restarted
+    node used to see no stored messages past the cursor until a new one arrived.)"""
+    node = make_node("restart-backlog").start()
+    nc = await connect(node, allow_reconnect=False)
+    box = (await create(nc, name="restart.backlog", ttl=3600, max_in_flight=2))["mail_id"]
+    for i in range(10):
+        await nc.request(f"$mq9.AI.MAILBOX.MSG.{box}", b"task %d" % i, timeout=3)
+    held = []
+
+    async def holder(msg):
+        held.append(msg.data)  # never acks: its two stay in flight
+
+    await nc.subscribe(f"$mq9.AI.MAILBOX.MSG.{box}.*", queue="w", cb=holder)
+    await wait_for(lambda: len(held) == 2, 10, "the first member to hold two tasks")
+    node.kill()
+    await nc.close()
+    node.start()
+    nc = await connect(node)
+    got = []
+    done = asyncio.Event()
+
+    async def worker(msg):
+        got.append(msg.data)
+        await msg.ack()
+        if len(got) == 10:
+            done.set()
+
+    await nc.subscribe(f"$mq9.AI.MAILBOX.MSG.{box}.*", queue="w", cb=worker)
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await nc.close()
+    assert sorted(got) == sorted(b"task %d" % i for i in range(10))
