@@ -72,6 +72,11 @@ SWEEP_PNG = OUT / "window_sweep.png"
 STREAM = "BENCH"
 WQ_STREAM = "BENCHWQ"
 WQ_SUBJECT = "benchwq.tasks"
+# Workload 5: the same ceiling on unacknowledged tasks for both systems. JetStream's durable
+# consumer has max_ack_pending for all its workers together; mq9's max_in_flight is per
+# queue-group member, so each of the WQ_WORKERS members gets an equal share.
+WQ_WORKERS = 4
+WQ_MAX_UNACKED = 1000
 MQ9_MSG = "$mq9.AI.MAILBOX.MSG."
 SWEEP_WINDOWS = (1, 16, 64, 256)
 SYSTEM_LABEL = {"js": "JetStream", "mq9": "mq9"}
@@ -609,7 +614,7 @@ class JsCluster(Cluster):
                 await js.add_stream(StreamConfig(name=WQ_STREAM, subjects=["benchwq.>"], storage=StorageType.FILE,
                                                  num_replicas=self.n, retention=RetentionPolicy.WORK_QUEUE))
                 await js.add_consumer(WQ_STREAM, ConsumerConfig(
-                    durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=1000,
+                    durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=WQ_MAX_UNACKED,
                     filter_subject=WQ_SUBJECT))
             finally:
                 await nc.close()
@@ -871,22 +876,22 @@ class Bench:
     def w5(self, c: Cluster) -> dict:
         count, cap = self.sizes.w5
         if c.system == "mq9":
-            target = c.create_mailbox(self.name("w5"), ack_wait=30, max_in_flight=64)
+            target = c.create_mailbox(self.name("w5"), ack_wait=30, max_in_flight=WQ_MAX_UNACKED // WQ_WORKERS)
         else:
             target = "workers"
             c.reset_work_queue(target)
-        cmd = py_client("workqueue", c.system, c.urls, target, cap, count=count, workers=4, batch=64)
+        cmd = py_client("workqueue", c.system, c.urls, target, cap, count=count, workers=WQ_WORKERS, batch=64)
         return self.runner.run(cmd, self.label(c, "w5: work queue, 4 workers"), cap + 40, count)
 
     def w5c(self, c: Cluster) -> dict:
         count, cap = self.sizes.w5c
         if c.system == "mq9":
-            box = c.create_mailbox(self.name("w5c"), ack_wait=30, max_in_flight=64)
+            box = c.create_mailbox(self.name("w5c"), ack_wait=30, max_in_flight=WQ_MAX_UNACKED // WQ_WORKERS)
             cmd = c_client("mq9wq", c.urls, f"{MQ9_MSG}{box}.normal", count, cap, "-R", f"{MQ9_MSG}{box}.*",
-                           "-k", "4", "-q", "workers")
+                           "-k", str(WQ_WORKERS), "-q", "workers")
         else:
             c.reset_work_queue("cworkers")
-            cmd = c_client("jswq", c.urls, WQ_SUBJECT, count, cap, "-D", f"{WQ_STREAM}:cworkers", "-k", "4",
+            cmd = c_client("jswq", c.urls, WQ_SUBJECT, count, cap, "-D", f"{WQ_STREAM}:cworkers", "-k", str(WQ_WORKERS),
                            "-B", "64")
         return self.runner.run(cmd, self.label(c, "w5c: work queue, 4 workers (C)"), cap + 40, count)
 
