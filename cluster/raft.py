@@ -2,10 +2,17 @@
 
 `RaftNode.apply_entry(blob)` is the single `@replicated` method (PySyncObj numbers
 methods by name, so one method that takes an encoded batch keeps the log stable). On
-every node, for every committed entry, PySyncObj's tick thread calls it; we decode the
-batch, apply it to RocksDB (`State.apply_batch`) and hand (index, batch, results,
-effects) to `on_applied`, which passes them to the event loop. The index of the entry
-being applied is PySyncObj's `raftLastApplied + 1` (it is not passed to the method).
+every node, for every committed entry, PySyncObj's tick calls it; we decode the batch,
+apply it to RocksDB (`State.apply_batch`) and hand (index, batch, results, effects) to
+`on_applied`. The index of the entry being applied is PySyncObj's `raftLastApplied + 1`
+(it is not passed to the method).
+
+PySyncObj runs on the node's event loop, not in a thread of its own (`autoTick=False`):
+`LoopPoller` registers its sockets with the loop, so a Raft message is handled as soon as
+it arrives, and a tick runs right after (that is where the leader advances the commit
+index, applies, and sends) and every `TICK_PERIOD_S` for timers (elections, heartbeats,
+reconnects). One thread means no GIL hand-offs between a tick thread and the loop, and no
+cross-thread wake-ups on the path of a write.
 
 Apply must never raise (PySyncObj would re-apply the entry forever): domain errors are
 results; an entry we cannot decode or a store that cannot write is a bug or a broken
@@ -22,13 +29,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import zlib
 from typing import Callable
+
+import asyncio
 
 import pysyncobj.syncobj
 import pysyncobj.tcp_connection
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as monotonicTime
+from pysyncobj.poller import POLL_EVENT_TYPE, Poller
 
 __all__ = ["FAIL_REASON", "RaftNode", "make_conf"]
 
@@ -55,6 +66,70 @@ FAILURE_TEXT = {
     FAIL_REASON.UNKNOWN_OUTCOME: "unknown outcome",
 }
 SUCCESS = FAIL_REASON.SUCCESS
+TICK_PERIOD_S = 0.01  # timers: elections, heartbeats (appendEntriesPeriod), reconnects
+_READ = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
+_WRITE = POLL_EVENT_TYPE.WRITE
+
+
+class LoopPoller(Poller):
+    """PySyncObj's poller interface on an asyncio loop: its sockets become loop readers
+    and writers, and every event is followed by a tick (`after_events`), run once for all
+    the events of one loop pass. Errors show up as readable sockets whose recv fails,
+    which PySyncObj handles as a disconnect."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, after_events: Callable[[], None]) -> None:
+        self._loop = loop
+        self._after_events = after_events
+        self._subs: dict[int, tuple[Callable, int]] = {}
+
+    def subscribe(self, descr: int, callback: Callable, eventMask: int) -> None:
+        old = self._subs.get(descr, (None, 0))[1]
+        self._subs[descr] = (callback, eventMask)
+        if eventMask & _READ and not old & _READ:
+            self._loop.add_reader(descr, self._ready, descr, POLL_EVENT_TYPE.READ)
+        elif old & _READ and not eventMask & _READ:
+            self._loop.remove_reader(descr)
+        if eventMask & _WRITE and not old & _WRITE:
+            self._loop.add_writer(descr, self._ready, descr, POLL_EVENT_TYPE.WRITE)
+        elif old & _WRITE and not eventMask & _WRITE:
+            self._loop.remove_writer(descr)
+
+    def unsubscribe(self, descr: int) -> None:
+        if self._subs.pop(descr, None) is not None:
+            self._loop.remove_reader(descr)
+            self._loop.remove_writer(descr)
+
+    def _ready(self, descr: int, event: int) -> None:
+        sub = self._subs.get(descr)
+        if sub is None:
+            return
+        try:
+            sub[0](descr, event)
+        except Exception:
+            log.exception("Raft socket event failed")
+        self._after_events()
+
+    def poll(self, timeout: float) -> None:
+        """Events are dispatched by the loop; a tick has nothing to wait for."""
+
+
+def wait_bindable(address: str, timeout_s: float = 10.0) -> None:
+    """Wait until the Raft port can be bound (a previous process may still hold it), or
+    raise OSError. PySyncObj, when not in a thread of its own, would spin on it."""
+    host, _, port = address.rpartition(":")
+    deadline = monotonicTime() + timeout_s
+    while True:
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+            return
+        except OSError:
+            if monotonicTime() > deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            probe.close()
 
 
 def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callable[[int, int], None],
@@ -68,6 +143,7 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         serializer=lambda path, meta: snapshot.write(store, path, meta),
         deserializer=lambda path: snapshot.read(store, path, state.reset),
         useFork=False,
+        autoTick=False,  # ticks run on the event loop (LoopPoller, RaftNode.kick)
         appendEntriesUseBatch=False,  # send entries at once: our batcher already groups commands
         # one append message may carry up to 8 MiB, so an entry (a batch, at most ~2 MiB)
         # never takes PySyncObj's chunked "transmission" path, which re-pickles it per chunk
@@ -75,7 +151,6 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         sendBufferSize=256 << 10,  # also the size of every recv() PySyncObj makes
         recvBufferSize=256 << 10,
         appendEntriesPeriod=0.05,
-        autoTickPeriod=0.01,
         raftMinTimeout=0.4,
         raftMaxTimeout=1.0,
         leaderFallbackTimeout=leader_fallback_s,
@@ -96,7 +171,7 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
 class _NoCompression:
     """PySyncObj zlib-compresses (level 3) every peer message. Our entries are batches of
     already compact MessagePack; compressing a 1 MiB batch costs milliseconds of CPU per
-    follower on the tick thread, for little gain on a LAN. All our nodes use this, so
+    follower in every tick, for little gain on a LAN. All our nodes use this, so
     peers agree; it is part of our wire between nodes, like the pickle format itself."""
 
     @staticmethod
@@ -135,17 +210,52 @@ def _create_journal(journal_file: str | None = None) -> Journal:
 class RaftNode(SyncObj):
     """A PySyncObj node whose state is our RocksDB store."""
 
-    def __init__(self, self_addr: str, peers: list[str], conf: SyncObjConf, state: State, on_applied: OnApplied) -> None:
+    def __init__(self, self_addr: str, peers: list[str], conf: SyncObjConf, state: State, on_applied: OnApplied,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self._state = state
         self._on_applied = on_applied
+        self._loop = loop
+        self._tick_queued = False
+        self._destroyed = False
         self.stash_restores = 0  # entries the follower guard kept that stock PySyncObj would have dropped
         self.next_index_fixes = 0  # late replies that would have moved a follower's nextIndex back
         self.log_shrinks = 0
         self._reset_floor: dict = {}  # per follower: the lowest nextIndex it asked for since its last success
-        pysyncobj.syncobj.createJournal = _create_journal  # PySyncObj looks this global up in __init__
+        pysyncobj.syncobj.createJournal = _create_journal  # PySyncObj looks these globals up in __init__
+        pysyncobj.syncobj.createPoller = lambda _kind: LoopPoller(loop, self.kick)
         if _STOCK:
             log.warning("MQ9_TEST_STOCK_PYSYNCOBJ=1: running PySyncObj's unsafe stock log handling (tests only)")
+        wait_bindable(self_addr)
         super().__init__(self_addr, peers, conf)
+        self._timer = loop.call_later(TICK_PERIOD_S, self._periodic)
+
+    # ---- ticks on the loop -----------------------------------------------------------
+
+    def kick(self) -> None:
+        """Run a tick soon (once per loop pass, however many asked)."""
+        if not self._tick_queued and not self._destroyed:
+            self._tick_queued = True
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._tick_queued = False
+        if self._destroyed:
+            return
+        try:
+            self.doTick(0.0)
+        except Exception:
+            log.exception("Raft tick failed")
+
+    def _periodic(self) -> None:
+        if self._destroyed:
+            return
+        self._tick()
+        self._timer = self._loop.call_later(TICK_PERIOD_S, self._periodic)
+
+    def destroy(self) -> None:
+        self._destroyed = True
+        self._timer.cancel()
+        super().destroy()
 
     def _SyncObj__onMessageReceived(self, node, message) -> None:
         """PySyncObj's message handler, with the two fixes to its log handling (see the notes).
@@ -232,13 +342,13 @@ class RaftNode(SyncObj):
     def _checkCommandsToApply(self) -> None:
         """PySyncObj appends new commands at the end of a tick and commits them in the next.
 
-        With peers, their replies wake the next tick at once; a single node has no one to
-        wake it, so it would wait a whole tick period. Nudge its poller instead.
+        With peers, their replies bring the next tick at once; a single node has no one to
+        wake it, so it would wait a whole tick period. Ask for the next tick instead.
         """
         log_before = len(self._SyncObj__raftLog)
         super()._checkCommandsToApply()
         if not self._SyncObj__otherNodes and len(self._SyncObj__raftLog) != log_before:
-            self._SyncObj__pipeNotifier.notify()
+            self.kick()
 
     # ---- status ----------------------------------------------------------------------
 

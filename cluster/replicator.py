@@ -2,11 +2,11 @@
 
 `Replicator.write(command, callback)` calls back with the command's Result (`submit`
 wraps that in a future for code that awaits). The batcher groups commands; each batch
-is stamped with this node's clock and boot id, encoded, and handed to PySyncObj. When
-the entry is applied (on PySyncObj's tick thread, on every node), the results and
-effects are passed to the loop with `call_soon_threadsafe`; there, the node that sent
-the batch calls its callbacks, and every node's listeners (delivery, discovery)
-receive the effects, in log order.
+is stamped with this node's clock and boot id, encoded, and handed to PySyncObj, whose
+ticks run on the same event loop (cluster/raft.py). When the entry is applied (on every
+node), the results and effects are passed on with `call_soon`, outside PySyncObj's
+tick; there, the node that sent the batch calls its callbacks, and every node's
+listeners (delivery, discovery) receive the effects, in log order.
 
 Every write has a deadline (`write_timeout_s`): a batch that is neither applied nor
 refused by then is answered with 503, so a client never hangs and never gets a false
@@ -111,7 +111,7 @@ class Replicator:
         self._batcher = Batcher(self._loop, self._send)
         conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed,
                          compact_min_entries=self.compaction[0], compact_min_time_s=self.compaction[1])
-        self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_on_tick_thread)
+        self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_in_tick, self._loop)
         log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
         self._tasks.append(self._loop.create_task(self._ticker()))
         self._tasks.append(self._loop.create_task(self._announce_restart()))
@@ -122,13 +122,7 @@ class Replicator:
             task.cancel()
         if self.raft is not None:
             self.raft.destroy()
-            await asyncio.get_running_loop().run_in_executor(None, self._wait_tick_thread_end)
         self.store.close()
-
-    def _wait_tick_thread_end(self) -> None:
-        deadline = time.monotonic() + 5
-        while self.raft.tick_thread_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -179,11 +173,12 @@ class Replicator:
         waiting.ever_sent = True
         waiting.sent_under = (self.raft.leader_address(), self.raft.term())
         self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number, waiting.attempt))
+        self.raft.kick()  # the next tick appends it (leader) or forwards it (follower)
         self._loop.call_later(STALL_S, self._check_stall, number, waiting.attempt)
 
-    def _raft_callback(self, number: int, attempt: int, result: object, error: int) -> None:  # tick thread
+    def _raft_callback(self, number: int, attempt: int, result: object, error: int) -> None:  # in a tick
         if error != SUCCESS:
-            self._loop.call_soon_threadsafe(self._refused, number, attempt, error)
+            self._loop.call_soon(self._refused, number, attempt, error)
 
     def _refused(self, number: int, attempt: int, error: int) -> None:
         """PySyncObj gave up on this attempt (no leader, leader changed...): send it again.
@@ -227,8 +222,8 @@ class Replicator:
 
     # ---- applied entries -------------------------------------------------------------
 
-    def _applied_on_tick_thread(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
-        self._loop.call_soon_threadsafe(self._applied, index, batch, results, effects)
+    def _applied_in_tick(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
+        self._loop.call_soon(self._applied, index, batch, results, effects)
 
     def _applied(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
         if batch.origin == self.boot:
@@ -328,6 +323,6 @@ class Replicator:
             "next_index": {p: raw.get(f"next_node_idx_server_{p}") for p in self.peers},
         }
 
-    def _on_state_changed(self, old: int, new: int) -> None:  # tick thread
+    def _on_state_changed(self, old: int, new: int) -> None:  # in a tick
         names = {0: "follower", 1: "candidate", 2: "leader"}
         log.info("Raft state %s -> %s", names.get(old, old), names.get(new, new))

@@ -1,6 +1,6 @@
 """Raft snapshots made from RocksDB checkpoints, in one self-contained file.
 
-PySyncObj calls `write(file, meta)` on its tick thread when it compacts the log, renames
+PySyncObj calls `write(file, meta)` in a tick (on the event loop) when it compacts the log, renames
 the file into place when we return, and streams the same file to followers that fell
 behind the log. So the file must hold everything: it is an uncompressed tar whose
 first member is `meta` (PySyncObj's own tuple: the last two applied entries and the
