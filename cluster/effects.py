@@ -59,11 +59,6 @@ class MessageAssigned(msgspec.Struct, frozen=True, gc=False):
     delivery: int
 
 
-class MessageRemoved(msgspec.Struct, frozen=True, gc=False):
-    mail_id: str
-    seq: int
-
-
 class MailboxCreated(msgspec.Struct, frozen=True):
     mailbox: Mailbox
 
@@ -86,7 +81,7 @@ class MembersDropped(msgspec.Struct, frozen=True):
     node: str
 
 
-Effect = (MessageStored | MessageAssigned | MessageRemoved | MailboxCreated | MailboxExpired | NodeAnnounced
+Effect = (MessageStored | MessageAssigned | MailboxCreated | MailboxExpired | NodeAnnounced
           | MembersDropped)
 
 

@@ -161,9 +161,13 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         return
     load = group.load
     limit = mailbox.max_in_flight
+    free = 0  # room left over all members: no member search when it is 0
+    for held in load.values():
+        if held < limit:
+            free += limit - held
     deadline = ctx.now + mailbox.ack_wait_ms
     handed = False
-    while True:
+    while free:
         rr = rec.rr
         for k in range(n):  # the next member in round-robin order with room for one more
             position = (rr + k) % n
@@ -180,6 +184,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         entry = records.Inflight(member, level, deadline, delivered + 1)
         group.inflight[seq] = entry
         load[member] += 1
+        free -= 1
         ctx.txn.put(group.fkeys + keys.pack_u64(seq), records.encode(entry))
         ctx.state.deadline_set(deadline, group.mail_id, group.name, seq)
         ctx.effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))

@@ -34,7 +34,6 @@ from cluster.effects import (
     MailboxCreated,
     MailboxExpired,
     MembersDropped,
-    MessageRemoved,
     MessageStored,
     NodeAnnounced,
     Result,
@@ -323,7 +322,6 @@ class State:
 
     def _remove(self, ctx: Apply, mb: records.Mailbox, level: int, seq: int) -> None:
         ctx.txn.delete(keys.message(mb.mail_id, level, seq))
-        ctx.effects.append(MessageRemoved(mb.mail_id, seq))
         tails = self._tails.get(mb.mail_id)
         if tails is not None and tails[level] is not None:
             tails[level].removed(seq)
