@@ -201,7 +201,6 @@ def _group_log(rng: random.Random, n: int) -> list[c.Batch]:
     out = [c.Batch(1_000_000, "n", 0, [c.CreateMailbox("wq", 0, False, "wq", "", 700, 2)])]
     t = 1_000_000
     seqs: list[int] = []
-    assigned: list[tuple[str, int]] = []
     for i in range(1, n):
         t += rng.randint(0, 300)
         cmds = []
