@@ -26,14 +26,13 @@ authenticates peer traffic, which PySyncObj otherwise unpickles from anyone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import time
 import zlib
 from typing import Callable
-
-import asyncio
 
 import pysyncobj.syncobj
 import pysyncobj.tcp_connection

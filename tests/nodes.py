@@ -22,17 +22,22 @@ from typing import Awaitable, Callable
 REPO = Path(__file__).resolve().parent.parent
 
 
+_handed_out: set[int] = set()  # every port free_port gave this test session (with its offsets)
+
+
 def free_port(offsets: tuple[int, ...] = (0,)) -> int:
     """A port p such that p + each offset is free on 127.0.0.1 (best effort).
 
     Chosen below Linux's ephemeral range (32768+), so the outgoing connections of other
-    nodes and clients cannot be holding it by the time the node binds it.
+    nodes and clients cannot be holding it by the time the node binds it, and never one
+    this session handed out before: the nodes of a cluster pick their ports before any of
+    them binds, so a probe alone would let node 2's client port be node 1's Raft port.
     """
     import random
 
     for _ in range(500):
         port = random.randrange(20000, 30000 - max(offsets) + 2000)
-        if port + max(offsets) >= 32768:
+        if port + max(offsets) >= 32768 or any(port + off in _handed_out for off in offsets):
             continue
         ok = True
         for off in offsets:
@@ -43,6 +48,7 @@ def free_port(offsets: tuple[int, ...] = (0,)) -> int:
                     ok = False
                     break
         if ok:
+            _handed_out.update(port + off for off in offsets)
             return port
     raise RuntimeError("no free port")
 
