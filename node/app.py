@@ -71,7 +71,14 @@ def _tune_gc() -> None:
     from walking it, and a larger young generation makes collections rare. Cycles are
     still collected. `MQ9_GC_GEN0=700` restores the default threshold.
     """
-    gen0 = int(os.environ.get("MQ9_GC_GEN0", "") or GC_GEN0)
+    raw = os.environ.get("MQ9_GC_GEN0", "")
+    try:
+        gen0 = int(raw) if raw else GC_GEN0
+        if gen0 < 1:
+            raise ValueError
+    except ValueError:
+        log.warning("MQ9_GC_GEN0=%r is not a positive number; using %d", raw, GC_GEN0)
+        gen0 = GC_GEN0
     gc.freeze()
     gc.set_threshold(gen0, 20, 20)
 
