@@ -1,6 +1,7 @@
 """mq9 mailboxes vs NATS JetStream: the same persistent-messaging workloads, side by side.
 
-    .venv/bin/python benchmarks/mq9_bench.py                    # full run, 3-node clusters (~9 min at most)
+    .venv/bin/python benchmarks/mq9_bench.py                    # full run, 3-node clusters (~3 min; 9 at most)
+    .venv/bin/python benchmarks/mq9_bench.py --rounds 3         # three full runs, medians and ratio ranges
     .venv/bin/python benchmarks/mq9_bench.py --quick            # smaller counts (~2 min): a smoke test
     .venv/bin/python benchmarks/mq9_bench.py --nodes 1          # single nodes (R1 stream)
     .venv/bin/python benchmarks/mq9_bench.py --only mq9 --workloads 2,5
@@ -44,6 +45,7 @@ import queue
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ sys.path.insert(0, str(BENCH))
 import core_nats as core  # noqa: E402  (packages, natsbench build, ports, process helpers)
 from core_nats import BenchError  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -1140,10 +1143,48 @@ def cell(r: dict | None, metric: str) -> tuple[str, float | None]:
     return text, float(v)
 
 
-def build_table(rows: list[Row], results: dict, systems: list[str], sizes: Sizes, nodes: int) -> tuple[Table, list]:
+MERGED_METRICS = ("rate", "p50_ms", "p99_ms", "recovery_s", "peak_rss_mib", "disk_bytes_per_msg")
+
+
+def merge_rounds(rounds: list[dict[str, dict]], systems: list[str]) -> dict[str, dict]:
+    """One result per system and workload: the first round's, with each metric replaced by
+    its median over the rounds that measured it (complete only if every round was)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[str, dict] = {s: {} for s in systems}
+    for s in systems:
+        for key in rounds[0][s]:
+            runs = [one[s][key] for one in rounds if key in one[s]]
+            out = dict(runs[0])
+            if "error" in out:
+                merged[s][key] = out
+                continue
+            for metric in MERGED_METRICS:
+                values = [r[metric] for r in runs if r.get(metric) is not None and "error" not in r]
+                if values:
+                    out[metric] = statistics.median(values)
+            out["complete"] = all(r.get("complete", False) for r in runs)
+            out["rounds"] = len(runs)
+            merged[s][key] = out
+    return merged
+
+
+def round_ratios(rounds: list[dict[str, dict]], key: str, metric: str) -> list[float]:
+    """mq9 / JetStream for one figure, per round that measured it on both."""
+    out = []
+    for one in rounds:
+        js, mq9 = one.get("js", {}).get(key, {}), one.get("mq9", {}).get(key, {})
+        if js.get(metric) and mq9.get(metric) is not None and "error" not in js and "error" not in mq9:
+            out.append(mq9[metric] / js[metric])
+    return out
+
+
+def build_table(rows: list[Row], results: dict, systems: list[str], sizes: Sizes, nodes: int,
+                rounds: list[dict[str, dict]] | None = None) -> tuple[Table, list]:
     both = len(systems) == 2
     table = Table(title=f"mq9 vs JetStream, {nodes} node(s) each (JetStream: R{nodes} file stream), "
-                        "128 B payloads unless noted")
+                        "128 B payloads unless noted"
+                        + (f"; medians of {len(rounds)} rounds" if rounds else ""))
     table.add_column("workload")
     table.add_column("client")
     table.add_column("unit")
@@ -1163,18 +1204,23 @@ def build_table(rows: list[Row], results: dict, systems: list[str], sizes: Sizes
             texts.append(text)
             vals[s] = v
         ratio = None
-        if vals.get("js") and vals.get("mq9") is not None:
+        spread = round_ratios(rounds, row.key, row.metric) if rounds and both else []
+        if spread:
+            ratio = statistics.median(spread)
+        elif vals.get("js") and vals.get("mq9") is not None:
             ratio = vals["mq9"] / vals["js"]
         if not both:
             ratio_text = f"[dim]{row.better} is better[/]"
         elif ratio is not None:
-            ratio_text = f"{ratio:.3g} ({row.better} is better)"
+            span = escape(f" [{min(spread):.2g}-{max(spread):.2g}]") if len(spread) > 1 else ""
+            ratio_text = f"{ratio:.3g}{span} ({row.better} is better)"
         else:
             ratio_text = f"[dim]- ({row.better} is better)[/]"
         table.add_row(title, row.client, row.unit, *texts, ratio_text)
         data.append({"key": row.key, "workload": title, "client": row.client, "metric": row.metric,
                      "unit": row.unit, "better": row.better, **{SYSTEM_LABEL[s]: vals[s] for s in systems},
-                     "ratio_mq9_over_js": round(ratio, 4) if ratio is not None else None})
+                     "ratio_mq9_over_js": round(ratio, 4) if ratio is not None else None,
+                     "ratios_per_round": [round(x, 4) for x in spread] if spread else None})
     return table, data
 
 
@@ -1241,6 +1287,9 @@ def machine_info() -> dict:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, choices=[1, 3], default=3, help="cluster size for both systems")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run everything this many times, the systems taking turns to go first; the table "
+                        "shows medians and the range of the per-round ratios (this machine is noisy)")
     p.add_argument("--quick", action="store_true", help="smaller counts and time caps (a smoke test)")
     p.add_argument("--only", choices=["mq9", "js"], help="run one system only")
     p.add_argument("--workloads", default="1,2,3,4,5,6,7,8", help="comma-separated workload numbers 1-8")
@@ -1279,7 +1328,7 @@ def main(argv: list[str]) -> int:
                   f"{','.join(map(str, args.workloads))}{', window sweep' if args.window_sweep else ''}"
                   f"{', mq9 under py-spy' if args.profile else ''}[/]")
 
-    results: dict[str, dict] = {s: {} for s in systems}
+    rounds: list[dict[str, dict]] = []
     clusters: dict[str, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="mq9-bench-"))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -1287,13 +1336,19 @@ def main(argv: list[str]) -> int:
     try:
         with progress:
             bench = Bench(args, Runner(progress, workdir), workdir)
-            for system in systems:
-                for phase, keys in PHASES:
-                    keys = phase_keys(args, keys)
-                    if keys == ["w6"] and args.nodes < 3:
-                        results[system]["w6"] = {"na": "n/a (1 node)"}
-                        continue
-                    run_phase(bench, system, phase, keys, results[system], clusters)
+            for number in range(max(1, args.rounds)):
+                if args.rounds > 1:
+                    console.print(f"[bold]round {number + 1} of {args.rounds}[/]")
+                results: dict[str, dict] = {s: {} for s in systems}
+                for system in (systems if number % 2 == 0 else systems[::-1]):  # take turns going first
+                    for phase, keys in PHASES:
+                        keys = phase_keys(args, keys)
+                        if keys == ["w6"] and args.nodes < 3:
+                            results[system]["w6"] = {"na": "n/a (1 node)"}
+                            continue
+                        run_phase(bench, system, phase, keys, results[system],
+                                  clusters if number == 0 else {})
+                rounds.append(results)
     finally:
         if args.keep:
             console.print(f"[dim]kept {workdir}[/]")
@@ -1301,7 +1356,9 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - t0
 
-    table, rows = build_table(table_rows(args.window_sweep), results, systems, sizes, args.nodes)
+    results = merge_rounds(rounds, systems)
+    table, rows = build_table(table_rows(args.window_sweep), results, systems, sizes, args.nodes,
+                              rounds if len(rounds) > 1 else None)
     console.print(table)
     notes = [
         "* = stopped at its time cap, or saw errors / lost messages: the figure covers what was done",
@@ -1311,6 +1368,9 @@ def main(argv: list[str]) -> int:
         "mq9 nodes log at --mq9-log-level (default info: lifecycle lines only) so the leader can be read from "
         "the logs",
     ]
+    if len(rounds) > 1:
+        notes.append(f"{len(rounds)} rounds, the systems taking turns to go first: figures are medians, the ratio "
+                     "is the median of the per-round ratios, [low-high] their range")
     if args.no_c:
         notes.append("nats.c variants skipped (--no-c)")
     if args.profile:
@@ -1319,8 +1379,8 @@ def main(argv: list[str]) -> int:
     if args.window_sweep:
         notes.append(plot_sweep(results, systems, SWEEP_PNG))
     for n in notes:
-        console.print(f"[dim]{n}[/]")
-    errs = [(s, k, r) for s in systems for k, r in results[s].items() if "error" in r]
+        console.print(f"[dim]{escape(n)}[/]")
+    errs = [(s, k, r) for one in rounds for s in systems for k, r in one[s].items() if "error" in r]
     if errs:
         console.print("[bold red]errors[/]")
         for s, k, r in errs:
@@ -1340,11 +1400,12 @@ def main(argv: list[str]) -> int:
     report = {
         "machine": info,
         "config": {"nodes": args.nodes, "quick": args.quick, "only": args.only, "workloads": args.workloads,
-                   "no_c": args.no_c, "profile": args.profile, "window_sweep": args.window_sweep,
+                   "no_c": args.no_c, "profile": args.profile, "rounds": args.rounds, "window_sweep": args.window_sweep,
                    "mq9_log_level": args.mq9_log_level, "sizes": sizes.__dict__},
         "clusters": clusters,
         "table": rows,
-        "results": {SYSTEM_LABEL[s]: results[s] for s in systems},
+        "results": {SYSTEM_LABEL[s]: results[s] for s in systems},  # medians when rounds > 1
+        "rounds": [{SYSTEM_LABEL[s]: one[s] for s in systems} for one in rounds] if len(rounds) > 1 else None,
         "window_sweep": {SYSTEM_LABEL[s]: [{"window": w, **{k: results[s].get(f"sweep{w}", {}).get(k)
                                                            for k in ("rate", "p50_ms", "p99_ms", "error")}}
                                           for w in SWEEP_WINDOWS] for s in systems} if args.window_sweep else None,
