@@ -94,9 +94,18 @@ class LoopPoller(Poller):
             self._loop.remove_writer(descr)
 
     def unsubscribe(self, descr: int) -> None:
+        """PySyncObj closes a socket before it unsubscribes it: the loop may find the fd
+        gone (the stock asyncio loop raises EBADF), which must not break its disconnect."""
         if self._subs.pop(descr, None) is not None:
-            self._loop.remove_reader(descr)
-            self._loop.remove_writer(descr)
+            for remove in (self._loop.remove_reader, self._loop.remove_writer):
+                try:
+                    remove(descr)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for descr in list(self._subs):
+            self.unsubscribe(descr)
 
     def _ready(self, descr: int, event: int) -> None:
         sub = self._subs.get(descr)
@@ -112,16 +121,27 @@ class LoopPoller(Poller):
         """Events are dispatched by the loop; a tick has nothing to wait for."""
 
 
+class _TickNotifier:
+    """Stands in for PySyncObj's PipeNotifier: `notify` (a command was submitted) asks
+    for a tick."""
+
+    def __init__(self, kick: Callable[[], None]) -> None:
+        self.notify = kick
+
+
 def wait_bindable(address: str, timeout_s: float = 10.0) -> None:
     """Wait until the Raft port can be bound (a previous process may still hold it), or
-    raise OSError. PySyncObj, when not in a thread of its own, would spin on it."""
+    raise OSError. PySyncObj, when not in a thread of its own, would spin on it. Probes
+    what PySyncObj binds: the wildcard address (0.0.0.0, or :: for an IPv6 address) at
+    the Raft port, whatever host the address names."""
     host, _, port = address.rpartition(":")
+    ipv6 = ":" in host
     deadline = monotonicTime() + timeout_s
     while True:
-        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+            probe.bind(("::" if ipv6 else "0.0.0.0", int(port)))
             return
         except OSError:
             if monotonicTime() > deadline:
@@ -226,7 +246,22 @@ class RaftNode(SyncObj):
             log.warning("MQ9_TEST_STOCK_PYSYNCOBJ=1: running PySyncObj's unsafe stock log handling (tests only)")
         wait_bindable(self_addr)
         super().__init__(self_addr, peers, conf)
+        self._drop_pipe_notifier()
         self._timer = loop.call_later(TICK_PERIOD_S, self._periodic)
+
+    def _drop_pipe_notifier(self) -> None:
+        """PySyncObj writes a byte into a pipe on every submitted command to wake its tick
+        thread. There is no such thread here: a submit asks for a tick instead."""
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is None:
+            return
+        poller = self._poller
+        for name in ("_PipeNotifier__pipeR", "_PipeNotifier__pipeW"):
+            fd = getattr(notifier, name, None)
+            if fd is not None:
+                poller.unsubscribe(fd)
+                os.close(fd)
+        self._SyncObj__pipeNotifier = _TickNotifier(self.kick)
 
     # ---- ticks on the loop -----------------------------------------------------------
 
@@ -255,6 +290,7 @@ class RaftNode(SyncObj):
         self._destroyed = True
         self._timer.cancel()
         super().destroy()
+        self._poller.close()  # PySyncObj closed its sockets; nothing may stay on the loop
 
     def _SyncObj__onMessageReceived(self, node, message) -> None:
         """PySyncObj's message handler, with the two fixes to its log handling (see the notes).

@@ -172,8 +172,8 @@ class Replicator:
         waiting.attempt += 1
         waiting.ever_sent = True
         waiting.sent_under = (self.raft.leader_address(), self.raft.term())
+        # the tick it asks for appends it (leader) or forwards it (follower)
         self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number, waiting.attempt))
-        self.raft.kick()  # the next tick appends it (leader) or forwards it (follower)
         self._loop.call_later(STALL_S, self._check_stall, number, waiting.attempt)
 
     def _raft_callback(self, number: int, attempt: int, result: object, error: int) -> None:  # in a tick
