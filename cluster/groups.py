@@ -153,7 +153,8 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
     """Hand out messages while some member has room and something is waiting.
 
     Runs after every store and acknowledgement, so it is written for speed: the member
-    search, the F key and the deadline are inline."""
+    search is inline, and a room counter ends it without a search once every member is
+    full."""
     rec = group.rec
     members = rec.members
     n = len(members)
@@ -185,8 +186,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         group.inflight[seq] = entry
         load[member] += 1
         free -= 1
-        ctx.txn.put(group.fkeys + keys.pack_u64(seq), records.encode(entry))
-        ctx.state.deadline_set(deadline, group.mail_id, group.name, seq)
+        _write_inflight(ctx, group, seq, entry)
         ctx.effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
         handed = True
     if handed:

@@ -102,11 +102,8 @@ def groups(mail_id: str) -> bytes:
     return b"G" + mail_id.encode() + b"\0"
 
 
-def inflight(mail_id: str, name: str, seq: int) -> bytes:
-    return b"F%s\0%s\0%s" % (mail_id.encode(), name.encode(), pack_u64(seq))
-
-
 def inflights(mail_id: str, name: str | None = None) -> bytes:
+    """F keys of a mailbox, or of one group (then + pack_u64(seq) is one message's key)."""
     base = b"F" + mail_id.encode() + b"\0"
     return base if name is None else base + name.encode() + b"\0"
 

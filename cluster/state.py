@@ -193,6 +193,11 @@ class State:
             tail = tails[level] = LevelTail(last[level] + 1, self.tail_max)
         return tail
 
+    def _existing_tail(self, mail_id: str, level: int) -> LevelTail | None:
+        """The level's tail if one was made (only mailboxes with groups have them)."""
+        tails = self._tails.get(mail_id)
+        return tails[level] if tails is not None else None
+
     def groups_of(self, txn: Txn, mail_id: str) -> dict[str, groups.GroupState]:
         found = self._groups.get(mail_id)
         if found is None:
@@ -295,9 +300,9 @@ class State:
         last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
         txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
         last[level] = seq
-        tails = self._tails.get(cmd.mail_id)
-        if tails is not None and tails[level] is not None:
-            tails[level].stored(seq)
+        tail = self._existing_tail(cmd.mail_id, level)
+        if tail is not None:
+            tail.stored(seq)
         if cmd.dedup_id:
             txn.put(dkey, keys.pack_u64(seq))
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
@@ -322,9 +327,9 @@ class State:
 
     def _remove(self, ctx: Apply, mb: records.Mailbox, level: int, seq: int) -> None:
         ctx.txn.delete(keys.message(mb.mail_id, level, seq))
-        tails = self._tails.get(mb.mail_id)
-        if tails is not None and tails[level] is not None:
-            tails[level].removed(seq)
+        tail = self._existing_tail(mb.mail_id, level)
+        if tail is not None:
+            tail.removed(seq)
         for group in self.groups_of(ctx.txn, mb.mail_id).values():
             if groups.forget(ctx, group, level, seq):
                 groups.fill(ctx, mb, group)

@@ -219,27 +219,26 @@ class ClientConnection(asyncio.Protocol):
         if headers is not None and not self.headers:
             headers = None  # a client that did not ask for headers never sees HMSG
         wire.append_msg(self.out, subject, sub.sid, reply, headers, payload)
-        self.msgs_out += 1
-        if not self.dirty:
-            self.dirty = True
-            self.server.mark_dirty(self)
-        sub.delivered += 1
-        if sub.max_msgs and sub.delivered >= sub.max_msgs:
-            self.remove_sub(sub)
+        self._delivered(sub, 1)
 
     def deliver_frames(self, sub: Subscription, frames: list[bytes]) -> None:
-        """Queue ready-made HMSG frames for `sub` (a replay builds them in bulk, for a
-        client that takes headers); honour UNSUB max as `deliver` does."""
+        """Queue ready-made HMSG frames for `sub` (a replay builds them in bulk with
+        `wire.hmsg`, for a client that takes headers); honour UNSUB max as `deliver` does."""
         if self.closed:
             return
         if sub.max_msgs:
             frames = frames[:max(0, sub.max_msgs - sub.delivered)]
         self.out += b"".join(frames)
-        self.msgs_out += len(frames)
-        sub.delivered += len(frames)
+        self._delivered(sub, len(frames))
+
+    def _delivered(self, sub: Subscription, n: int) -> None:
+        """n messages for `sub` are queued: count them, flush at the end of this loop
+        pass, and drop the subscription at its UNSUB max."""
+        self.msgs_out += n
         if not self.dirty:
             self.dirty = True
             self.server.mark_dirty(self)
+        sub.delivered += n
         if sub.max_msgs and sub.delivered >= sub.max_msgs:
             self.remove_sub(sub)
 

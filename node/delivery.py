@@ -35,6 +35,7 @@ from cluster.effects import Failure, MailboxCreated, MailboxExpired, MembersDrop
 from cluster.replicator import Replicator
 from node import mq9_subjects as subj
 from node.subjects import Subscription
+from node.wire import hmsg
 
 if TYPE_CHECKING:
     from node.connection import ClientConnection
@@ -329,11 +330,9 @@ class Delivery:
                     msg = decode(it.value())
                     seq = unpack(key[-8:])[0]
                     hdrs = headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers)
-                    if bulk:  # one HMSG frame, as wire.append_msg would build it
-                        payload = msg.payload
-                        frames.append(b"HMSG %s %s %s%d%s %d %d\r\n%s%s\r\n" % (
-                            subjects[msg.word], sid, ack_head, seq, ack_tail, len(hdrs), len(hdrs) + len(payload),
-                            hdrs, payload))
+                    reply = b"%s%d%s" % (ack_head, seq, ack_tail)
+                    if bulk:
+                        frames.append(hmsg(subjects[msg.word], sid, reply, hdrs, msg.payload))
                         if len(frames) == REPLAY_CHUNK:
                             client.deliver_frames(sub, frames)
                             frames = []
@@ -341,8 +340,7 @@ class Delivery:
                             if client.closed or sub.max_msgs and sub.delivered >= sub.max_msgs:
                                 break
                     else:
-                        client.deliver(sub, subjects[msg.word], b"%s%d%s" % (ack_head, seq, ack_tail), hdrs,
-                                       msg.payload)
+                        client.deliver(sub, subjects[msg.word], reply, hdrs, msg.payload)
                         if client.closed or sub.delivered % REPLAY_CHUNK == 0:
                             await self._paced(client)
                     it.next()
