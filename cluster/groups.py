@@ -6,7 +6,8 @@ redelivery list (messages taken back from a member that NAKed, timed out or left
 `fill` repeats: take the first member in round-robin order that holds fewer than
 `max_in_flight` messages, give it the next candidate (highest level first; within a
 level the redelivery list, whose entries are older, before the cursor), until no
-member has room or nothing is left. Every choice depends only on the stored state
+member has room or nothing is left. It runs once at the end of a batch for every group
+that may have gained room or work in it (`Apply.want_fill`). Every choice depends only on the stored state
 and the batch, so every node makes the same one.
 
 The group record (G) is written once per batch if it changed; in-flight messages are
@@ -82,7 +83,7 @@ def join(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str, node: s
         group.load[member] = 0
         ctx.txn.put(keys.member_index(node, mailbox.mail_id, name, member), b"")
     ctx.touch(group)
-    fill(ctx, mailbox, group)
+    ctx.want_fill(mailbox, group)
 
 
 def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> bool:
@@ -98,7 +99,7 @@ def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> boo
     for seq in sorted(s for s, e in group.inflight.items() if e.member == member):
         take_back(ctx, group, seq)
     ctx.touch(group)  # a group outlives its members, like a durable consumer: its position stays
-    fill(ctx, mailbox, group)
+    ctx.want_fill(mailbox, group)
     return True
 
 

@@ -51,9 +51,16 @@ NEVER = 1 << 62
 
 
 class Apply:
-    """The context of one batch being applied."""
+    """The context of one batch being applied.
 
-    __slots__ = ("state", "txn", "now", "index", "effects", "_touched")
+    Queue groups are filled once, at the end of the batch (`want_fill`, `finish_groups`):
+    a batch of 64 acknowledgements then hands out 64 messages in one pass instead of
+    searching for room 64 times. Nothing in a batch depends on a hand-out made earlier
+    in the same batch (a member cannot acknowledge what it has not been sent), and the
+    order of the pass (groups in the order they first asked) is the same on every node.
+    """
+
+    __slots__ = ("state", "txn", "now", "index", "effects", "_touched", "_to_fill")
 
     def __init__(self, state: "State", txn: Txn, now: int, index: int) -> None:
         self.state = state
@@ -61,16 +68,25 @@ class Apply:
         self.now = now
         self.index = index
         self.effects: list[Effect] = []
-        self._touched: dict[tuple[str, str], groups.GroupState] = {}
+        self._touched: dict[groups.GroupState, None] = {}  # groups whose record changed
+        self._to_fill: dict[groups.GroupState, records.Mailbox] = {}
 
     def touch(self, group: groups.GroupState) -> None:
-        self._touched[(group.mail_id, group.name)] = group
+        self._touched[group] = None
+
+    def want_fill(self, mailbox: records.Mailbox, group: groups.GroupState) -> None:
+        """`group` may have room and something to hand out: fill it at the batch's end."""
+        self._to_fill[group] = mailbox
 
     def untouch(self, group: groups.GroupState) -> None:
-        self._touched.pop((group.mail_id, group.name), None)
+        self._touched.pop(group, None)
+        self._to_fill.pop(group, None)
 
-    def save_groups(self) -> None:
-        for group in self._touched.values():
+    def finish_groups(self) -> None:
+        """Fill the groups that asked, then write every changed group record once."""
+        for group, mailbox in self._to_fill.items():
+            groups.fill(self, mailbox, group)
+        for group in self._touched:
             self.txn.put(keys.group(group.mail_id, group.name), records.encode(group.rec))
 
 
@@ -145,7 +161,7 @@ class State:
             except Exception:  # a bug; every node hits the same one, so they stay identical
                 log.exception("apply: %s at index %d failed", type(command).__name__, index)
                 results.append(Failure(500, "internal error"))
-        ctx.save_groups()
+        ctx.finish_groups()
         self._finish(ctx, index, now, entry_crc)
         return results, ctx.effects
 
@@ -238,7 +254,7 @@ class State:
                 continue  # acknowledged, extended or gone since: a stale heap entry
             retired += 1
             groups.take_back(ctx, group, seq)
-            groups.fill(ctx, mb, group)
+            ctx.want_fill(mb, group)
 
     def _expire(self, ctx: Apply, mb: records.Mailbox) -> None:
         """Remove a mailbox and everything in it."""
@@ -308,7 +324,7 @@ class State:
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
         for group in self.groups_of(txn, cmd.mail_id).values():
             if group.rec.levels & (1 << level):
-                groups.fill(ctx, mb, group)
+                ctx.want_fill(mb, group)
         return Stored(cmd.mail_id, seq)
 
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
@@ -332,7 +348,7 @@ class State:
             tail.removed(seq)
         for group in self.groups_of(ctx.txn, mb.mail_id).values():
             if groups.forget(ctx, group, level, seq):
-                groups.fill(ctx, mb, group)
+                ctx.want_fill(mb, group)
 
     def _locate(self, ctx: Apply, mail_id: str, seq: int, why: str = "",
                 group: str | None = None) -> tuple[records.Mailbox, int] | Failure:
@@ -358,7 +374,7 @@ class State:
             return DONE  # a plain subscriber's NAK/WPI: the message simply stays stored
         if cmd.kind == c.NAK:
             groups.take_back(ctx, group, cmd.seq)
-            groups.fill(ctx, mb, group)
+            ctx.want_fill(mb, group)
         elif cmd.kind == c.WPI:
             groups.extend(ctx, mb, group, cmd.seq)
         else:
