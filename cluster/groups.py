@@ -11,9 +11,14 @@ that may have gained room or work in it (`Apply.want_fill`). Every choice depend
 and the batch, so every node makes the same one.
 
 The group record (G) is written once per batch if it changed; in-flight messages are
-F keys. Their ack deadlines are kept in the state's in-memory heap (rebuilt from the F
-keys at start): a range scan over an on-disk deadline index would wade through the
-tombstones every acknowledgement leaves behind.
+F keys. In memory, a group's in-flight dict is kept in deadline order: every hand-out
+and every +WPI gets the deadline `now + ack_wait`, `now` never goes back and `ack_wait`
+is the mailbox's, so appending (a +WPI moves its entry to the end) keeps the order, and
+a group loaded from the F keys sorts them by (deadline, seq). The first entry is
+therefore the group's next deadline, and the state's heap needs one entry per group
+(`scheduled`), not one per message (see `State._retire_due`); a range scan over an
+on-disk deadline index would wade through the tombstones every acknowledgement leaves
+behind.
 A group outlives its members (like a JetStream durable consumer): when the last one
 leaves, its cursors and redelivery list stay, so the next member continues where the
 group was and redeliveries keep counting. It goes away with its mailbox.
@@ -35,14 +40,15 @@ if TYPE_CHECKING:
 class GroupState:
     """A group as apply works on it: the record plus its in-flight messages."""
 
-    __slots__ = ("mail_id", "name", "rec", "inflight", "load", "fkeys")
+    __slots__ = ("mail_id", "name", "rec", "inflight", "load", "fkeys", "scheduled")
 
     def __init__(self, mail_id: str, name: str, rec: records.Group, inflight: dict[int, records.Inflight]) -> None:
         self.mail_id = mail_id
         self.name = name
         self.fkeys = keys.inflights(mail_id, name)  # + seq: the F key of an in-flight message
         self.rec = rec
-        self.inflight = inflight
+        self.inflight = inflight  # in deadline order (module docstring)
+        self.scheduled = bool(inflight)  # the state's deadline heap has an entry for this group
         self.load: dict[str, int] = {member: 0 for member, _ in rec.members}
         for entry in inflight.values():
             if entry.member in self.load:
@@ -55,16 +61,22 @@ class GroupState:
         return None
 
 
+def first_deadline(group: GroupState) -> int:
+    """When the group's first in-flight message is due (it has one)."""
+    return next(iter(group.inflight.values())).deadline_ms
+
+
 def load(txn, mail_id: str) -> dict[str, GroupState]:
     """Every group of a mailbox, from the store (committed state plus this batch)."""
     out: dict[str, GroupState] = {}
     prefix = keys.groups(mail_id)
     for key, value in txn.scan(prefix, keys.end_of(prefix)):
         name = key[len(prefix):].decode()
-        inflight: dict[int, records.Inflight] = {}
         fprefix = keys.inflights(mail_id, name)
-        for fkey, fvalue in txn.scan(fprefix, keys.end_of(fprefix)):
-            inflight[keys.unpack_u64(fkey[-8:])[0]] = records.decode_inflight(fvalue)
+        entries = [(records.decode_inflight(fvalue), keys.unpack_u64(fkey[-8:])[0])
+                   for fkey, fvalue in txn.scan(fprefix, keys.end_of(fprefix))]
+        entries.sort(key=lambda e: (e[0].deadline_ms, e[1]))
+        inflight = {seq: entry for entry, seq in entries}
         out[name] = GroupState(mail_id, name, records.decode_group(value), inflight)
     return out
 
@@ -145,7 +157,8 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
     if entry is None:
         return False
     entry = records.Inflight(entry.member, entry.level, ctx.now + mailbox.ack_wait_ms, entry.delivery)
-    group.inflight[seq] = entry
+    del group.inflight[seq]
+    group.inflight[seq] = entry  # to the end: the latest deadline
     _write_inflight(ctx, group, seq, entry)
     return True
 
@@ -196,7 +209,8 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
 
 def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.Inflight) -> None:
     ctx.txn.put(group.fkeys + keys.pack_u64(seq), records.encode(entry))
-    ctx.state.deadline_set(entry.deadline_ms, group.mail_id, group.name, seq)
+    if not group.scheduled:
+        ctx.state.schedule(group, entry.deadline_ms)
 
 
 def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:

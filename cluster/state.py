@@ -93,9 +93,10 @@ class Apply:
 class State:
     """The replicated state machine over one Store."""
 
-    def __init__(self, store: Store, tail_max: int = TAIL_MAX) -> None:
+    def __init__(self, store: Store, tail_max: int = TAIL_MAX, expire_per_batch: int = EXPIRE_PER_BATCH) -> None:
         self.store = store
         self.tail_max = tail_max  # per level, in memory (tails.py); 0: always ask RocksDB
+        self.expire_per_batch = expire_per_batch  # part of the log's meaning: the same on every node
         self._mailboxes: dict[str, records.Mailbox | None] = {}
         self._groups: dict[str, dict[str, groups.GroupState]] = {}
         self._tails: dict[str, list[LevelTail | None]] = {}  # mailboxes with groups (tails.py)
@@ -104,8 +105,10 @@ class State:
     def reset(self) -> None:
         """(Re)load from the store: at start, and when a snapshot replaced it. Caches go.
 
-        Ack deadlines live in a heap (deadline, mail, group, seq), rebuilt here from the F
-        keys; entries made stale by an ack or a +WPI stay until their time and are skipped.
+        Ack deadlines: a heap of (deadline, mail, group) with an entry per group that has
+        messages in flight, at or before its first deadline (groups.py keeps each group's
+        in-flight dict in deadline order); rebuilt here from the F keys. An entry made early
+        by an ack or a +WPI is moved on when it comes up (`_retire_deadlines`).
         The next mailbox expiry is remembered so idle batches skip the expiry scan.
         """
         self.applied_index, self.now_ms, self.digest = self.store.applied()
@@ -113,10 +116,13 @@ class State:
         self._groups.clear()
         self._tails.clear()
         self._last_seq: dict[str, list[int]] = {}
-        self._deadlines: list[tuple[int, str, str, int]] = []
+        first: dict[tuple[str, str], int] = {}
         for key, value in self.store.scan(b"F", b"G"):
-            mail_id, name, seq = keys.split_inflight(key)
-            self._deadlines.append((records.decode_inflight(value).deadline_ms, mail_id, name, seq))
+            mail_id, name, _ = keys.split_inflight(key)
+            deadline = records.decode_inflight(value).deadline_ms
+            if deadline < first.get((mail_id, name), NEVER):
+                first[(mail_id, name)] = deadline
+        self._deadlines: list[tuple[int, str, str]] = [(d, m, n) for (m, n), d in first.items()]
         heapq.heapify(self._deadlines)
         first = self.store.first(keys.EXPIRY_PREFIX, keys.end_of(keys.EXPIRY_PREFIX))
         self._next_expiry = keys.split_expiry(first[0])[0] if first else NEVER
@@ -126,8 +132,10 @@ class State:
         """When something is next due (a TTL or an ack deadline), in log time."""
         return min(self._next_expiry, self._deadlines[0][0] if self._deadlines else NEVER)
 
-    def deadline_set(self, deadline_ms: int, mail_id: str, name: str, seq: int) -> None:
-        heapq.heappush(self._deadlines, (deadline_ms, mail_id, name, seq))
+    def schedule(self, group: groups.GroupState, deadline_ms: int) -> None:
+        """`group` has messages in flight again, the first due at `deadline_ms`."""
+        heapq.heappush(self._deadlines, (deadline_ms, group.mail_id, group.name))
+        group.scheduled = True
 
     # ---- apply ---------------------------------------------------------------------
 
@@ -234,7 +242,7 @@ class State:
         txn, now = ctx.txn, ctx.now
         if now >= self._next_expiry:
             due = keys.EXPIRY_PREFIX + keys.pack_u64(now + 1)
-            for key, _ in list(txn.scan(keys.EXPIRY_PREFIX, due, EXPIRE_PER_BATCH)):
+            for key, _ in list(txn.scan(keys.EXPIRY_PREFIX, due, self.expire_per_batch)):
                 _, mail_id = keys.split_expiry(key)
                 mb = self.mailbox(txn, mail_id)
                 if mb is not None:
@@ -243,18 +251,50 @@ class State:
                     txn.delete(key)
             first = txn.first(keys.EXPIRY_PREFIX, keys.end_of(keys.EXPIRY_PREFIX))
             self._next_expiry = keys.split_expiry(first[0])[0] if first else NEVER
-        heap = self._deadlines
-        retired = 0
-        while heap and heap[0][0] <= now and retired < EXPIRE_PER_BATCH:
-            deadline, mail_id, name, seq = heapq.heappop(heap)
+        if self._deadlines and self._deadlines[0][0] <= now:
+            self._retire_deadlines(ctx)
+
+    def _retire_deadlines(self, ctx: Apply) -> None:
+        """Take back what was not acknowledged in time, the same on every node.
+
+        A heap entry may be earlier than its group's first deadline (the first message was
+        acknowledged since), and a node that reloaded has exact entries where one that did
+        not has early ones. So the heap only says which groups to look at: the groups
+        actually due are taken in (first deadline, mail, group) order, and within a group
+        the due messages in (deadline, seq) order, up to `expire_per_batch` in all."""
+        txn, now, heap = ctx.txn, ctx.now, self._deadlines
+        due: dict[groups.GroupState, tuple[tuple[int, str, str], records.Mailbox]] = {}
+        while heap and heap[0][0] <= now:
+            _, mail_id, name = heapq.heappop(heap)
             mb = self.mailbox(txn, mail_id)
             group = self.groups_of(txn, mail_id).get(name) if mb is not None else None
-            entry = group.inflight.get(seq) if group is not None else None
-            if entry is None or entry.deadline_ms != deadline:
-                continue  # acknowledged, extended or gone since: a stale heap entry
-            retired += 1
-            groups.take_back(ctx, group, seq)
-            ctx.want_fill(mb, group)
+            if group is None or group in due:
+                continue  # gone, or a second entry for a group already found due
+            if not group.inflight:
+                group.scheduled = False
+                continue
+            first = groups.first_deadline(group)
+            if first > now:
+                heapq.heappush(heap, (first, mail_id, name))  # an early entry: move it on
+                continue
+            due[group] = ((first, mail_id, name), mb)
+        budget = self.expire_per_batch
+        for group in sorted(due, key=lambda g: due[g][0]):
+            if budget > 0:
+                late = []
+                for seq, entry in group.inflight.items():
+                    if entry.deadline_ms > now:
+                        break
+                    late.append((entry.deadline_ms, seq))
+                late.sort()
+                for _, seq in late[:budget]:
+                    groups.take_back(ctx, group, seq)
+                budget -= min(budget, len(late))
+                ctx.want_fill(due[group][1], group)
+            if group.inflight:
+                heapq.heappush(heap, (groups.first_deadline(group), group.mail_id, group.name))
+            else:
+                group.scheduled = False
 
     def _expire(self, ctx: Apply, mb: records.Mailbox) -> None:
         """Remove a mailbox and everything in it."""

@@ -211,7 +211,7 @@ def _group_log(rng: random.Random, n: int) -> list[c.Batch]:
                 seqs.append(keys.seq_for(i + 2, pos))
             elif roll < 0.65 and seqs:
                 group = rng.choice(["g", "h#3"])
-                cmds.append(c.Ack("wq", rng.choice(seqs[-40:]), rng.choice([c.ACK, c.ACK, c.NAK, c.TERM]), group))
+                cmds.append(c.Ack("wq", rng.choice(seqs[-40:]), rng.choice([c.ACK, c.ACK, c.NAK, c.WPI, c.TERM]), group))
             elif roll < 0.75:
                 group, levels = rng.choice([("g", c.ALL_LEVELS), ("h#3", 3)])
                 cmds.append(c.GroupJoin("wq", group, rng.choice(members), "node", levels))
@@ -225,17 +225,19 @@ def _group_log(rng: random.Random, n: int) -> list[c.Batch]:
     return out
 
 
-@given(st.integers(min_value=0, max_value=10_000))
-@settings(max_examples=12, deadline=None)
-def test_in_memory_tails_hand_out_what_rocksdb_would(tmp_path_factory, seed):
-    """Queue groups find their next message in an in-memory tail (cluster/tails.py). Against
-    a state that always asks RocksDB, one whose tails keep resetting, and one reloaded every
-    few batches (its tails start again at other points), every result, effect and stored
-    byte must be the same."""
+@given(st.integers(min_value=0, max_value=10_000), st.sampled_from([1, 3, 256]))
+@settings(max_examples=16, deadline=None)
+def test_in_memory_tails_hand_out_what_rocksdb_would(tmp_path_factory, seed, expire_per_batch):
+    """Queue groups find their next message in an in-memory tail (cluster/tails.py), and
+    their next ack deadline from in-flight entries kept in deadline order. Against a state
+    that always asks RocksDB, one whose tails keep resetting, and one reloaded every few
+    batches (its tails and deadline heap start again), every result, effect and stored
+    byte must be the same; also when only a few late messages are taken back per batch."""
     tmp = tmp_path_factory.mktemp("tails")
     log = _group_log(random.Random(seed), 120)
-    states = [State(Store(str(tmp / "tails"))), State(Store(str(tmp / "rocks")), tail_max=0),
-              State(Store(str(tmp / "tiny")), tail_max=3), State(Store(str(tmp / "reload")))]
+    limit = {"expire_per_batch": expire_per_batch}
+    states = [State(Store(str(tmp / "tails")), **limit), State(Store(str(tmp / "rocks")), tail_max=0, **limit),
+              State(Store(str(tmp / "tiny")), tail_max=3, **limit), State(Store(str(tmp / "reload")), **limit)]
     assigned = 0
     for index, batch in enumerate(log, start=2):
         if index % 7 == 0:
@@ -248,3 +250,22 @@ def test_in_memory_tails_hand_out_what_rocksdb_would(tmp_path_factory, seed):
     assert all(d == dumps[0] for d in dumps[1:])
     for s in states:
         s.store.close()
+
+
+def test_ack_deadlines_take_one_heap_entry_per_group_not_per_message(tmp_path):
+    """Every hand-out has an ack deadline; acknowledged ones must not pile up in memory
+    until their time (they did: one heap entry per hand-out, 30 s of them under load)."""
+    state = _state(tmp_path)
+    state.apply_batch(_batch(1000, c.CreateMailbox("wq", 0, False, "wq", "", 30_000, 10),
+                             c.GroupJoin("wq", "g", "n/b/1/1", "n")), 2)
+    index, handed = 3, 0
+    pending: list[int] = []
+    for i in range(200):
+        cmds = [c.StoreMessage("wq", c.NORMAL, None, b"task") for _ in range(5)]
+        cmds += [c.Ack("wq", seq, c.ACK, "g") for seq in pending]
+        _, effects = state.apply_batch(_batch(1000 + i, *cmds), index)
+        index += 1
+        pending = [e.seq for e in effects if isinstance(e, MessageAssigned)]
+        handed += len(pending)
+    assert handed >= 900
+    assert len(state._deadlines) <= 2
