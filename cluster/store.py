@@ -19,6 +19,7 @@ import bisect
 import os
 import shutil
 import threading
+from itertools import islice
 from typing import Iterator
 
 from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
@@ -139,25 +140,27 @@ class Txn:
     """The writes of one batch, readable before they commit.
 
     The overlay's keys are put in order only when a range read needs them: most batches
-    (stores and acks) never scan, so a put costs a dict store and a WriteBatch call.
+    (stores and acks) never scan, so a put costs a dict store and a WriteBatch call. Keys
+    never leave the overlay (a delete stores None), so the keys added since the last
+    range read are the dict's last ones, in insertion order.
     """
 
-    __slots__ = ("store", "batch", "overlay", "_sorted", "_fresh", "_cleared")
+    __slots__ = ("store", "batch", "overlay", "_sorted", "_cleared")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.batch = WriteBatch(raw_mode=True)
         self.overlay: dict[bytes, bytes | None] = {}  # None: deleted in this batch
         self._sorted: list[bytes] = []  # overlay keys in order, as of the last range read
-        self._fresh: list[bytes] = []  # overlay keys added since
         self._cleared: list[tuple[bytes, bytes]] = []  # ranges deleted in this batch
 
     def _keys_in_order(self) -> list[bytes]:
-        if self._fresh:
-            self._fresh.sort()
-            self._sorted += self._fresh  # two sorted runs: timsort merges them in one pass
+        done = len(self._sorted)
+        if len(self.overlay) > done:
+            fresh = list(islice(self.overlay, done, None))
+            fresh.sort()
+            self._sorted += fresh  # two sorted runs: timsort merges them in one pass
             self._sorted.sort()
-            self._fresh = []
         return self._sorted
 
     def _in_cleared(self, key: bytes) -> bool:
@@ -175,14 +178,10 @@ class Txn:
         return self.store.db.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        if key not in self.overlay:
-            self._fresh.append(key)
         self.overlay[key] = value
         self.batch.put(key, value)
 
     def delete(self, key: bytes) -> None:
-        if key not in self.overlay:
-            self._fresh.append(key)
         self.overlay[key] = None
         self.batch.delete(key)
 
