@@ -31,6 +31,7 @@ pack_u64 = _U64.pack
 unpack_u64 = _U64.unpack
 SEQ_SHIFT = 16
 MAX_BATCH_COMMANDS = 1 << SEQ_SHIFT
+LEVELS = 4  # priority levels (commands.LEVELS; a test keeps them equal)
 
 
 def seq_for(index: int, position: int) -> int:
@@ -66,8 +67,17 @@ def level_prefix(mail_id: str, level: int) -> bytes:
     return b"Q%s\0%c" % (mail_id.encode(), level)
 
 
+_level_prefixes: dict[str, tuple[bytes, ...]] = {}  # mail_id -> Q prefix of each level
+
+
 def message(mail_id: str, level: int, seq: int) -> bytes:
-    return b"Q%s\0%c%s" % (mail_id.encode(), level, pack_u64(seq))  # the hot path: one format
+    """The hot path (every store and ack): the level prefixes of a mailbox are made once."""
+    prefixes = _level_prefixes.get(mail_id)
+    if prefixes is None:
+        if len(_level_prefixes) >= 65536:
+            _level_prefixes.clear()
+        prefixes = _level_prefixes[mail_id] = tuple(b"Q%s\0%c" % (mail_id.encode(), lv) for lv in range(LEVELS))
+    return prefixes[level] + pack_u64(seq)
 
 
 def split_message(key: bytes) -> tuple[int, int]:

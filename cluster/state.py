@@ -402,6 +402,15 @@ class State:
         return mb, level
 
     def _ack(self, ctx: Apply, cmd: c.Ack, position: int) -> Result:
+        if cmd.kind == c.ACK and cmd.group is not None:  # the usual: a member acknowledges a delivery
+            loaded = self._groups.get(cmd.mail_id)
+            group = loaded.get(cmd.group) if loaded is not None else None
+            entry = group.inflight.get(cmd.seq) if group is not None else None
+            if entry is not None:
+                mb = self._live(ctx, cmd.mail_id)
+                if mb is not None:
+                    self._remove(ctx, mb, entry.level, cmd.seq)
+                    return DONE
         found = self._locate(ctx, cmd.mail_id, cmd.seq, " (already acknowledged?)", cmd.group)
         if isinstance(found, Failure):
             return found

@@ -48,6 +48,11 @@ def test_entries_written_before_a_field_was_appended_still_decode():
     assert c.decode_batch(old).commands == [c.NodeRestarted("n", "b", "", "")]
 
 
+def test_key_layout_knows_every_priority_level():
+    assert keys.LEVELS == c.LEVELS
+    assert {keys.message("m", level, 5)[-9] for level in range(c.LEVELS)} == set(range(c.LEVELS))
+
+
 def test_encoding_is_stable():
     batch = _batch(5, c.StoreMessage("box", 0, b"NATS/1.0\r\n\r\n", b"payload", None), number=1)
     blob = c.encode_batch(batch)
