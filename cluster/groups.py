@@ -166,9 +166,9 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
 def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
     """Hand out messages while some member has room and something is waiting.
 
-    Runs after every store and acknowledgement, so it is written for speed: the member
-    search is inline, and a room counter ends it without a search once every member is
-    full."""
+    Runs for every batch with stores or acknowledgements, so it is written for speed: the
+    member search and the F key write are inline, and a room counter ends it without a
+    search once every member is full."""
     rec = group.rec
     members = rec.members
     n = len(members)
@@ -182,6 +182,8 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
             free += limit - held
     deadline = ctx.now + mailbox.ack_wait_ms
     handed = False
+    last = ctx.state.last_seqs(ctx.txn, group.mail_id)
+    put, fkeys, pack_u64, encode, effects = ctx.txn.put, group.fkeys, keys.pack_u64, records.encode, ctx.effects
     while free:
         rr = rec.rr
         for k in range(n):  # the next member in round-robin order with room for one more
@@ -191,7 +193,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
                 break
         else:
             break
-        candidate = _next_candidate(ctx, group)
+        candidate = _next_candidate(ctx, group, last)
         if candidate is None:
             break
         rec.rr = (position + 1) % n  # move on only when something was handed out
@@ -200,10 +202,12 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         group.inflight[seq] = entry
         load[member] += 1
         free -= 1
-        _write_inflight(ctx, group, seq, entry)
-        ctx.effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
+        put(fkeys + pack_u64(seq), encode(entry))  # _write_inflight, inline
+        effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
         handed = True
     if handed:
+        if not group.scheduled:
+            ctx.state.schedule(group, deadline)
         ctx.touch(group)
 
 
@@ -213,11 +217,12 @@ def _write_inflight(ctx: "Apply", group: GroupState, seq: int, entry: records.In
         ctx.state.schedule(group, entry.deadline_ms)
 
 
-def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | None:
-    """(level, seq, deliveries so far) of the next message this group should hand out."""
+def _next_candidate(ctx: "Apply", group: GroupState, last: list[int]) -> tuple[int, int, int] | None:
+    """(level, seq, deliveries so far) of the next message this group should hand out;
+    `last`: the mailbox's highest stored seq per level (State.last_seqs)."""
     rec = group.rec
     state = ctx.state
-    last = state.last_seqs(ctx.txn, group.mail_id)
+    siblings = state.groups_of(ctx.txn, group.mail_id)
     for level in range(LEVELS):
         if not rec.levels & (1 << level):
             continue
@@ -240,15 +245,12 @@ def _next_candidate(ctx: "Apply", group: GroupState) -> tuple[int, int, int] | N
             if seq is None:
                 continue
         rec.cursor[level] = seq + 1
-        tail.trim(_lowest_cursor(state.groups_of(ctx.txn, group.mail_id), level))
+        tail.trim(seq + 1 if len(siblings) == 1 else _lowest_cursor(siblings, level))
         return level, seq, 0
     return None
 
 
 def _lowest_cursor(groups: dict[str, GroupState], level: int) -> int:
     """The lowest cursor at `level` among a mailbox's groups: nobody asks for less."""
-    if len(groups) == 1:
-        for only in groups.values():
-            return only.rec.cursor[level]
     bit = 1 << level
     return min((g.rec.cursor[level] for g in groups.values() if g.rec.levels & bit), default=0)

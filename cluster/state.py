@@ -340,9 +340,11 @@ class State:
         return Created(cmd.mail_id, True, cmd.ttl_s, expires or None)
 
     def _store(self, ctx: Apply, cmd: c.StoreMessage, position: int) -> Result:
-        mb = self._live(ctx, cmd.mail_id)
-        if mb is None:
-            return not_found(cmd.mail_id)
+        mb = self._mailboxes.get(cmd.mail_id)  # the hot path: a cached mailbox that has not expired
+        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now):
+            mb = self._live(ctx, cmd.mail_id)
+            if mb is None:
+                return not_found(cmd.mail_id)
         if not 0 <= cmd.word < len(c.WORDS):
             return Failure(400, "invalid priority")
         txn = ctx.txn
@@ -353,18 +355,23 @@ class State:
                 return Stored(cmd.mail_id, keys.unpack_u64(seen)[0], duplicate=True)
         seq = keys.seq_for(ctx.index, position)
         level = c.WORD_INDEX_LEVEL[cmd.word]
-        last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
+        last = self._last_seq.get(cmd.mail_id) or self.last_seqs(txn, cmd.mail_id)  # before the put
         txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
         last[level] = seq
-        tail = self._existing_tail(cmd.mail_id, level)
-        if tail is not None:
-            tail.stored(seq)
+        tails = self._tails.get(cmd.mail_id)
+        if tails is not None and tails[level] is not None:
+            tails[level].stored(seq)
         if cmd.dedup_id:
             txn.put(dkey, keys.pack_u64(seq))
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
-        for group in self.groups_of(txn, cmd.mail_id).values():
-            if group.rec.levels & (1 << level):
-                ctx.want_fill(mb, group)
+        found = self._groups.get(cmd.mail_id)
+        if found is None:
+            found = self.groups_of(txn, cmd.mail_id)
+        if found:
+            bit = 1 << level
+            for group in found.values():
+                if group.rec.levels & bit:
+                    ctx.want_fill(mb, group)
         return Stored(cmd.mail_id, seq)
 
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
@@ -383,10 +390,10 @@ class State:
 
     def _remove(self, ctx: Apply, mb: records.Mailbox, level: int, seq: int) -> None:
         ctx.txn.delete(keys.message(mb.mail_id, level, seq))
-        tail = self._existing_tail(mb.mail_id, level)
-        if tail is not None:
-            tail.removed(seq)
-        for group in self.groups_of(ctx.txn, mb.mail_id).values():
+        tails = self._tails.get(mb.mail_id)
+        if tails is not None and tails[level] is not None:
+            tails[level].removed(seq)
+        for group in (self._groups.get(mb.mail_id) or self.groups_of(ctx.txn, mb.mail_id)).values():
             if groups.forget(ctx, group, level, seq):
                 ctx.want_fill(mb, group)
 
