@@ -887,6 +887,17 @@ class Bench:
         return self.runner.run(cmd, self.label(c, "w5: work queue, 4 workers"), cap + 40, count)
 
     def w5c(self, c: Cluster) -> dict:
+        """Run once more if the C client died of a signal: nats.c 3.4.1 aborted with a double
+        free inside its JetStream pull fetch in about one run in six (never with mq9)."""
+        out = self._w5c_once(c)
+        if "exited -" in str(out.get("error", "")):
+            console.print(f"[yellow]  w5c: the C client crashed ({out['error'][:90]}); running it again[/]")
+            first = out["error"]
+            out = self._w5c_once(c)
+            out["retried_after"] = first
+        return out
+
+    def _w5c_once(self, c: Cluster) -> dict:
         count, cap = self.sizes.w5c
         if c.system == "mq9":
             box = c.create_mailbox(self.name("w5c"), ack_wait=30, max_in_flight=WQ_MAX_UNACKED // WQ_WORKERS)
