@@ -16,7 +16,7 @@ and every +WPI gets the deadline `now + ack_wait`, `now` never goes back and `ac
 is the mailbox's, so appending (a +WPI moves its entry to the end) keeps the order, and
 a group loaded from the F keys sorts them by (deadline, seq). The first entry is
 therefore the group's next deadline, and the state's heap needs one entry per group
-(`scheduled`), not one per message (see `State._retire_due`); a range scan over an
+(`scheduled`), not one per message (see `State._retire_deadlines`); a range scan over an
 on-disk deadline index would wade through the tombstones every acknowledgement leaves
 behind.
 A group outlives its members (like a JetStream durable consumer): when the last one
