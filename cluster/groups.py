@@ -222,7 +222,6 @@ def _next_candidate(ctx: "Apply", group: GroupState, last: list[int]) -> tuple[i
     `last`: the mailbox's highest stored seq per level (State.last_seqs)."""
     rec = group.rec
     state = ctx.state
-    siblings = state.groups_of(ctx.txn, group.mail_id)
     for level in range(LEVELS):
         if not rec.levels & (1 << level):
             continue
@@ -245,6 +244,7 @@ def _next_candidate(ctx: "Apply", group: GroupState, last: list[int]) -> tuple[i
             if seq is None:
                 continue
         rec.cursor[level] = seq + 1
+        siblings = state.groups_of(ctx.txn, group.mail_id)
         tail.trim(seq + 1 if len(siblings) == 1 else _lowest_cursor(siblings, level))
         return level, seq, 0
     return None

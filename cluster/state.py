@@ -220,11 +220,6 @@ class State:
             tail = tails[level] = LevelTail(last[level] + 1, self.tail_max)
         return tail
 
-    def _existing_tail(self, mail_id: str, level: int) -> LevelTail | None:
-        """The level's tail if one was made (only mailboxes with groups have them)."""
-        tails = self._tails.get(mail_id)
-        return tails[level] if tails is not None else None
-
     def groups_of(self, txn: Txn, mail_id: str) -> dict[str, groups.GroupState]:
         found = self._groups.get(mail_id)
         if found is None:
@@ -358,7 +353,7 @@ class State:
                 return Stored(cmd.mail_id, keys.unpack_u64(seen)[0], duplicate=True)
         seq = keys.seq_for(ctx.index, position)
         level = c.WORD_INDEX_LEVEL[cmd.word]
-        last = self._last_seq.get(cmd.mail_id) or self.last_seqs(txn, cmd.mail_id)  # before the put
+        last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
         txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
         last[level] = seq
         tails = self._tails.get(cmd.mail_id)
@@ -367,14 +362,10 @@ class State:
         if cmd.dedup_id:
             txn.put(dkey, keys.pack_u64(seq))
         ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
-        found = self._groups.get(cmd.mail_id)
-        if found is None:
-            found = self.groups_of(txn, cmd.mail_id)
-        if found:
-            bit = 1 << level
-            for group in found.values():
-                if group.rec.levels & bit:
-                    ctx.want_fill(mb, group)
+        bit = 1 << level
+        for group in self.groups_of(txn, cmd.mail_id).values():
+            if group.rec.levels & bit:
+                ctx.want_fill(mb, group)
         return Stored(cmd.mail_id, seq)
 
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
@@ -396,7 +387,7 @@ class State:
         tails = self._tails.get(mb.mail_id)
         if tails is not None and tails[level] is not None:
             tails[level].removed(seq)
-        for group in (self._groups.get(mb.mail_id) or self.groups_of(ctx.txn, mb.mail_id)).values():
+        for group in self.groups_of(ctx.txn, mb.mail_id).values():
             if groups.forget(ctx, group, level, seq):
                 ctx.want_fill(mb, group)
 
