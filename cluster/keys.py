@@ -11,7 +11,7 @@ one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
     E {expires_ms:8} {mail_id}          mailbox expiry index: a range scan by time
     D {mail_id} 0 {dedup id}            Nats-Msg-Id -> seq
     G {mail_id} 0 {group}               queue-group record
-    F {mail_id} 0 {group} 0 {seq:8}     message in flight to a group member
+    I {mail_id} 0 {group} 0 {page:8}    messages in flight to group members, one page per storing entry
     N {node} 0 {mail_id} 0 {group} 0 {member}       group members by node
     S {node}                            a node of the cluster: its boot, client URL and name
     A {origin} 0 {batch number:8}       batches already applied (a resent batch is skipped)
@@ -31,6 +31,7 @@ pack_u64 = _U64.pack
 unpack_u64 = _U64.unpack
 SEQ_SHIFT = 16
 MAX_BATCH_COMMANDS = 1 << SEQ_SHIFT
+PAGE_SHIFT = 6  # an in-flight page holds the messages of 64 consecutive positions of one entry
 LEVELS = 4  # priority levels (commands.LEVELS; a test keeps them equal)
 
 
@@ -112,9 +113,18 @@ def groups(mail_id: str) -> bytes:
     return b"G" + mail_id.encode() + b"\0"
 
 
-def inflights(mail_id: str, name: str | None = None) -> bytes:
-    """F keys of a mailbox, or of one group (then + pack_u64(seq) is one message's key)."""
-    base = b"F" + mail_id.encode() + b"\0"
+INFLIGHT_PREFIX = b"I"
+LEGACY_INFLIGHT_PREFIX = b"F"  # one key per in-flight message (before pages): migrated at start
+
+
+def inflight_pages(mail_id: str, name: str | None = None) -> bytes:
+    """In-flight pages of a mailbox, or of one group (then + pack_u64(page) is one page's key).
+
+    A page holds the group's in-flight messages among 64 consecutive ones that one Raft
+    entry stored: page = `seq >> PAGE_SHIFT`. A work queue hands out and acknowledges
+    hundreds of messages per batch, mostly stored close together, so it rewrites a few
+    small pages per batch instead of putting and deleting a key per message."""
+    base = INFLIGHT_PREFIX + mail_id.encode() + b"\0"
     return base if name is None else base + name.encode() + b"\0"
 
 
@@ -140,7 +150,7 @@ def node(node_id: str) -> bytes:
 
 
 def split_inflight(key: bytes) -> tuple[str, str, int]:
-    """(mail_id, group, seq) of an in-flight key."""
+    """(mail_id, group, page) of an in-flight page key (or seq of a legacy per-message key)."""
     mail_id, _, name = key[1:-9].partition(b"\0")
     return mail_id.decode(), name.decode(), unpack_u64(key[-8:])[0]
 

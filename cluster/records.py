@@ -34,7 +34,7 @@ class Message(msgspec.Struct, array_like=True, gc=False):
 
 
 class Group(msgspec.Struct, array_like=True):
-    """G ...: a queue group of a mailbox. In-flight messages live under F keys."""
+    """G ...: a queue group of a mailbox. In-flight messages live in I pages."""
 
     levels: int  # bitmask of the levels this group takes
     members: list[tuple[str, str]]  # (member, node), in join order
@@ -44,7 +44,7 @@ class Group(msgspec.Struct, array_like=True):
 
 
 class Inflight(msgspec.Struct, array_like=True, gc=False):
-    """F ...: a message handed to a member, waiting for its ack."""
+    """A message handed to a member, waiting for its ack: I pages map seq -> Inflight."""
 
     member: str
     level: int
@@ -66,5 +66,6 @@ encode = _enc.encode
 decode_mailbox = msgspec.msgpack.Decoder(Mailbox).decode
 decode_message = msgspec.msgpack.Decoder(Message).decode
 decode_group = msgspec.msgpack.Decoder(Group).decode
-decode_inflight = msgspec.msgpack.Decoder(Inflight).decode
+decode_inflight = msgspec.msgpack.Decoder(Inflight).decode  # a legacy per-message F value
+decode_inflight_page = msgspec.msgpack.Decoder(dict[int, Inflight]).decode
 decode_node = msgspec.msgpack.Decoder(Node).decode

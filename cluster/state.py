@@ -91,6 +91,8 @@ class Apply:
                 log.exception("apply: filling group %s of %s at index %d failed", group.name, group.mail_id, self.index)
         for group in self._touched:
             self.txn.put(keys.group(group.mail_id, group.name), records.encode(group.rec))
+            if group.dirty:
+                groups.write_pages(self.txn, group)
 
 
 class State:
@@ -110,19 +112,22 @@ class State:
 
         Ack deadlines: a heap of (deadline, mail, group) with an entry per group that has
         messages in flight, at or before its first deadline (groups.py keeps each group's
-        in-flight dict in deadline order); rebuilt here from the F keys. An entry made early
-        by an ack or a +WPI is moved on when it comes up (`_retire_deadlines`).
+        in-flight dict in deadline order); rebuilt here from the in-flight pages. An entry
+        made early by an ack or a +WPI is moved on when it comes up (`_retire_deadlines`).
         The next mailbox expiry is remembered so idle batches skip the expiry scan.
         """
+        moved = groups.migrate_legacy_keys(self.store)
+        if moved:
+            log.info("Moved %d in-flight entries from per-message keys into pages", moved)
         self.applied_index, self.now_ms, self.digest = self.store.applied()
         self._mailboxes.clear()
         self._groups.clear()
         self._tails.clear()
         self._last_seq: dict[str, list[int]] = {}
         first: dict[tuple[str, str], int] = {}
-        for key, value in self.store.scan(b"F", b"G"):
+        for key, value in self.store.scan(keys.INFLIGHT_PREFIX, keys.end_of(keys.INFLIGHT_PREFIX)):
             mail_id, name, _ = keys.split_inflight(key)
-            deadline = records.decode_inflight(value).deadline_ms
+            deadline = min(entry.deadline_ms for entry in records.decode_inflight_page(value).values())
             if deadline < first.get((mail_id, name), NEVER):
                 first[(mail_id, name)] = deadline
         self._deadlines: list[tuple[int, str, str]] = [(d, m, n) for (m, n), d in first.items()]
@@ -304,7 +309,7 @@ class State:
         self._groups.pop(mail_id, None)
         self._tails.pop(mail_id, None)
         self._last_seq.pop(mail_id, None)
-        for prefix in (keys.messages(mail_id), keys.dedups(mail_id), keys.groups(mail_id), keys.inflights(mail_id)):
+        for prefix in (keys.messages(mail_id), keys.dedups(mail_id), keys.groups(mail_id), keys.inflight_pages(mail_id)):
             txn.delete_range(prefix, keys.end_of(prefix))
         txn.delete(keys.mailbox(mail_id))
         txn.delete(keys.public(mail_id))

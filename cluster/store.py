@@ -111,6 +111,10 @@ class Store:
 
     def commit(self, txn: "Txn", index: int, time_ms: int, digest: int = 0) -> None:
         txn.batch.put(keys.META, keys.pack_u64(index) + keys.pack_u64(time_ms) + keys.pack_u64(digest))
+        self.write(txn)
+
+    def write(self, txn: "Txn") -> None:
+        """Write a transaction as it is (no new applied index: a change of layout, not of state)."""
         with self.lock:
             self.db.write(txn.batch)
 

@@ -296,10 +296,10 @@ class MailboxAPI:
             name = key[len(gprefix):].decode()
             rec = records.decode_group(value)
             loads = {member: 0 for member, _ in rec.members}
-            fprefix = keys.inflights(mail_id, name)
-            for _, fvalue in store.scan(fprefix, keys.end_of(fprefix)):
-                entry = records.decode_inflight(fvalue)
-                loads[entry.member] = loads.get(entry.member, 0) + 1
+            pprefix = keys.inflight_pages(mail_id, name)
+            for _, page in store.scan(pprefix, keys.end_of(pprefix)):
+                for entry in records.decode_inflight_page(page).values():
+                    loads[entry.member] = loads.get(entry.member, 0) + 1
             groups.append({
                 "name": name,
                 "members": [{"member": m, "node": n, "in_flight": loads.get(m, 0)} for m, n in rec.members],

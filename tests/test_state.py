@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings, strategies as st
 
 from cluster import commands as c
-from cluster import keys
+from cluster import keys, records
 from cluster.effects import Created, Failure, MailboxExpired, MessageAssigned, MessageStored, Stored
 from cluster.state import State
 from cluster.store import Store
@@ -274,3 +274,34 @@ def test_ack_deadlines_take_one_heap_entry_per_group_not_per_message(tmp_path):
         handed += len(pending)
     assert handed >= 900
     assert len(state._deadlines) <= 2
+
+
+def test_in_flight_pages_hold_what_per_message_keys_held_and_old_stores_migrate(tmp_path):
+    """In-flight messages live in pages (one key per 64 positions of a storing entry), not
+    one key per message. A store written before pages (per-message F keys) is turned into
+    pages when it is opened, and then applies the rest of the log exactly as a store that
+    always had pages."""
+    log = _group_log(random.Random(11), 160)
+    new, old = _state(tmp_path, "new"), _state(tmp_path, "old")
+    for index, batch in enumerate(log[:100], start=2):
+        assert new.apply_batch(batch, index) == old.apply_batch(batch, index)
+    pages = list(old.store.scan(keys.INFLIGHT_PREFIX, keys.end_of(keys.INFLIGHT_PREFIX)))
+    assert pages and not list(old.store.scan(keys.LEGACY_INFLIGHT_PREFIX, keys.end_of(keys.LEGACY_INFLIGHT_PREFIX)))
+    # rewrite `old` as the earlier version stored it: one F key per in-flight message
+    txn = old.store.begin()
+    entries = 0
+    for key, value in pages:
+        mail_id, name, _ = keys.split_inflight(key)
+        for seq, entry in records.decode_inflight_page(value).items():
+            txn.put(b"F%s\0%s\0" % (mail_id.encode(), name.encode()) + keys.pack_u64(seq), records.encode(entry))
+            entries += 1
+        txn.delete(key)
+    old.store.write(txn)
+    assert entries > 5
+    old.reset()  # as at a restart
+    assert _dump(old) == _dump(new)
+    for index, batch in enumerate(log[100:], start=102):
+        assert new.apply_batch(batch, index) == old.apply_batch(batch, index), f"index {index}"
+    assert _dump(old) == _dump(new)
+    new.store.close()
+    old.store.close()
