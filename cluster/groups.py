@@ -184,21 +184,6 @@ def _release(group: GroupState, seq: int) -> records.Inflight | None:
     return entry
 
 
-def _hold(group: GroupState, seq: int, entry: records.Inflight) -> None:
-    """Put `seq` in its page, keeping the page in seq order (a redelivered message can be
-    older than what its page already holds), so a page's bytes depend only on its content."""
-    page = seq >> PAGE_SHIFT
-    held = group.pages.get(page)
-    if held is None:
-        group.pages[page] = {seq: entry}
-    elif seq > next(reversed(held)):
-        held[seq] = entry
-    else:
-        held[seq] = entry
-        group.pages[page] = dict(sorted(held.items()))
-    group.dirty[page] = None
-
-
 def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
     """Move an in-flight message to the redelivery list (it keeps its delivery count)."""
     entry = _release(group, seq)
@@ -239,9 +224,10 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
 def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
     """Hand out messages while some member has room and something is waiting.
 
-    Runs for every batch with stores or acknowledgements, so it is written for speed: the
-    member search is inline, and a room counter ends it without a search once every
-    member is full."""
+    Runs for every batch with stores or acknowledgements, so it works in bulk: it counts
+    the room left, takes that many candidates at once (`_candidates`), then deals them out
+    in round-robin order to members with room, which is what handing them out one by one
+    would do."""
     rec = group.rec
     members = rec.members
     n = len(members)
@@ -249,72 +235,86 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         return
     load = group.load
     limit = mailbox.max_in_flight
-    free = 0  # room left over all members: no member search when it is 0
-    for held in load.values():
-        if held < limit:
-            free += limit - held
+    room = [limit - load[member] for member, _ in members]
+    free = sum(r for r in room if r > 0)
+    if not free:
+        return
+    candidates = _candidates(ctx, group, free)
+    if not candidates:
+        return
     deadline = ctx.now + mailbox.ack_wait_ms
-    handed = False
-    last = ctx.state.last_seqs(ctx.txn, group.mail_id)
-    inflight, effects = group.inflight, ctx.effects
-    while free:
-        rr = rec.rr
-        for k in range(n):  # the next member in round-robin order with room for one more
-            position = (rr + k) % n
-            member = members[position][0]
-            if load[member] < limit:
-                break
-        else:
-            break
-        candidate = _next_candidate(ctx, group, last)
-        if candidate is None:
-            break
-        rec.rr = (position + 1) % n  # move on only when something was handed out
-        level, seq, delivered = candidate
-        entry = records.Inflight(member, level, deadline, delivered + 1)
+    inflight, pages, dirty, effects = group.inflight, group.pages, group.dirty, ctx.effects
+    mail_id, name, Inflight = group.mail_id, group.name, records.Inflight
+    position = rec.rr % n
+    page = top = -1
+    held: Page = {}
+    for level, seq, delivered in candidates:
+        while room[position] <= 0:  # the next member in round-robin order with room
+            position = position + 1 if position + 1 < n else 0
+        member = members[position][0]
+        room[position] -= 1
+        position = position + 1 if position + 1 < n else 0  # move on only when something was handed out
+        entry = Inflight(member, level, deadline, delivered + 1)
         inflight[seq] = entry
-        _hold(group, seq, entry)
         load[member] += 1
-        free -= 1
-        effects.append(MessageAssigned(group.mail_id, group.name, member, level, seq, delivered + 1))
-        handed = True
-    if handed:
-        if not group.scheduled:
-            ctx.state.schedule(group, deadline)
-        ctx.touch(group)
+        if seq >> PAGE_SHIFT != page:  # its page (_hold, inline)
+            page = seq >> PAGE_SHIFT
+            held = pages.get(page)
+            if held is None:
+                held = pages[page] = {}
+            top = next(reversed(held)) if held else -1
+            dirty[page] = None
+        held[seq] = entry
+        if seq > top:
+            top = seq
+        else:  # a redelivery older than what its page holds: keep the page in seq order
+            held = pages[page] = dict(sorted(held.items()))
+            top = next(reversed(held))
+        effects.append(MessageAssigned(mail_id, name, member, level, seq, delivered + 1))
+    rec.rr = position
+    if not group.scheduled:
+        ctx.state.schedule(group, deadline)
+    ctx.touch(group)
 
 
-def _next_candidate(ctx: "Apply", group: GroupState, last: list[int]) -> tuple[int, int, int] | None:
-    """(level, seq, deliveries so far) of the next message this group should hand out;
-    `last`: the mailbox's highest stored seq per level (State.last_seqs)."""
+def _candidates(ctx: "Apply", group: GroupState, want: int) -> list[tuple[int, int, int]]:
+    """Up to `want` (level, seq, deliveries so far) this group should hand out next, in
+    order: highest level first; within a level the redelivery list (older) before what is
+    stored past the cursor. Takes them: the cursors move past what is returned."""
     rec = group.rec
     state = ctx.state
+    mail_id = group.mail_id
+    last = state.last_seqs(ctx.txn, mail_id)  # per level the highest seq ever stored
+    redeliver = rec.redeliver
+    out: list[tuple[int, int, int]] = []
     for level in range(LEVELS):
         if not rec.levels & (1 << level):
             continue
-        redeliver = rec.redeliver
-        if redeliver and redeliver[0][0] == level:
-            return redeliver.pop(0)
+        while redeliver and redeliver[0][0] == level:
+            out.append(redeliver.pop(0))
+            if len(out) == want:
+                return out
         cursor = rec.cursor[level]
         if cursor > last[level]:
             continue  # nothing was ever stored at this level past the cursor: no need to look
-        tail = state.tail(group.mail_id, level, last)
-        seq = None
+        tail = state.tail(mail_id, level, last)
+        taken: list[int] = []
         if cursor < tail.known_from:  # older than the in-memory tail: ask RocksDB
-            hit = ctx.txn.first(keys.message(group.mail_id, level, cursor),
-                                keys.message(group.mail_id, level, tail.known_from))
-            if hit is not None:
-                seq = keys.unpack_u64(hit[0][-8:])[0]
+            for key, _ in ctx.txn.scan(keys.message(mail_id, level, cursor),
+                                       keys.message(mail_id, level, tail.known_from), want - len(out)):
+                taken.append(keys.unpack_u64(key[-8:])[0])
             cursor = tail.known_from
-        if seq is None:
-            seq = tail.first_from(cursor)
-            if seq is None:
-                continue
-        rec.cursor[level] = seq + 1
-        siblings = state.groups_of(ctx.txn, group.mail_id)
-        tail.trim(seq + 1 if len(siblings) == 1 else _lowest_cursor(siblings, level))
-        return level, seq, 0
-    return None
+        if len(out) + len(taken) < want:
+            taken += tail.take(cursor, want - len(out) - len(taken))
+        if not taken:
+            continue
+        out += [(level, seq, 0) for seq in taken]
+        rec.cursor[level] = cursor = taken[-1] + 1
+        siblings = state.groups_of(ctx.txn, mail_id)
+        tail.trim(cursor if len(siblings) == 1 else _lowest_cursor(siblings, level))
+        if len(out) == want:
+            return out
+    return out
 
 
 def _lowest_cursor(groups: dict[str, GroupState], level: int) -> int:

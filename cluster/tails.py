@@ -62,15 +62,14 @@ class LevelTail:
         if i < len(seqs) and seqs[i] == seq:
             del seqs[i]
 
-    def first_from(self, cursor: int) -> int | None:
-        """The first stored seq >= cursor, for cursor >= known_from."""
+    def take(self, cursor: int, count: int) -> list[int]:
+        """Up to `count` stored seqs >= cursor, in order, for cursor >= known_from."""
         seqs, head = self.seqs, self.head
         if head >= len(seqs):
-            return None
-        if seqs[head] >= cursor:  # the usual case: trimming keeps the head at the lowest cursor
-            return seqs[head]
-        i = bisect.bisect_left(seqs, cursor, head)
-        return seqs[i] if i < len(seqs) else None
+            return []
+        # the usual case: trimming keeps the head at the lowest cursor
+        i = head if seqs[head] >= cursor else bisect.bisect_left(seqs, cursor, head)
+        return seqs[i:i + count].tolist()
 
     def trim(self, below: int) -> None:
         """No group will ask for anything below `below` again: forget it."""
