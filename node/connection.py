@@ -221,6 +221,13 @@ class ClientConnection(asyncio.Protocol):
         wire.append_msg(self.out, subject, sub.sid, reply, headers, payload)
         self._delivered(sub, 1)
 
+    def deliver_frame(self, sub: Subscription, frame: bytes) -> None:
+        """Queue one ready-made MSG/HMSG frame for `sub` (see `deliver_frames`)."""
+        if self.closed:
+            return
+        self.out += frame
+        self._delivered(sub, 1)
+
     def deliver_frames(self, sub: Subscription, frames: list[bytes]) -> None:
         """Queue ready-made HMSG frames for `sub` (a replay builds them in bulk with
         `wire.hmsg`, for a client that takes headers); honour UNSUB max as `deliver` does."""

@@ -45,6 +45,8 @@ log = logging.getLogger("mq9.delivery")
 
 REPLAY_CHUNK = 512
 REPLAY_PAUSE_BYTES = 4 << 20  # wait while the client has this much unsent
+RECENT_MAX_BYTES = 16 << 20  # stored messages kept for local group members (their payloads)
+RECENT_STALE_REFUSALS = 100_000  # messages not kept in a row before the cache is emptied
 _json = msgspec.json.Encoder()
 
 
@@ -93,6 +95,13 @@ def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | 
     return block + b"\r\n"
 
 
+def frame(ms: MailboxSub, seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None,
+          payload: bytes) -> bytes:
+    """The HMSG frame of a mailbox message for `ms`: its subject, ack subject and headers."""
+    return hmsg(ms.subjects[word], ms.sub.sid, b"%s%d%s" % (subj.ACK_PREFIX, seq, ms.ack_tail),
+                headers_for(seq, word, ts_ms, delivery, sender), payload)
+
+
 def public_event(event: str, mb: records.Mailbox) -> bytes:
     return _json.encode({
         "event": event, "mail_id": mb.mail_id, "name": mb.name, "desc": mb.desc,
@@ -111,6 +120,16 @@ class Delivery:
         self.waiting_members: dict[str, list[MailboxSub]] = {}  # mailbox not there yet
         self.watchers: list[MailboxSub] = []
         self.by_sub: dict[Subscription, MailboxSub] = {}
+        # Stored messages of mailboxes with local group members, kept from their store to their
+        # hand-out (to a member here or anywhere), so a hand-out needs no RocksDB read. Up to
+        # RECENT_MAX_BYTES: beyond that new ones are not kept (a backlog is handed out oldest
+        # first, and the oldest are the ones kept), and a cache that stays full (messages
+        # removed before any hand-out) is emptied. A message deleted between its hand-out and
+        # its delivery still goes out, as it would had it been sent a moment earlier.
+        self.member_count: dict[str, int] = {}  # mail_id -> local members
+        self.recent: dict[tuple[str, int], MessageStored] = {}
+        self.recent_bytes = 0
+        self.recent_refused = 0
         replicator.add_listener(self.on_effects)
 
     # ---- subscriptions ---------------------------------------------------------------
@@ -130,6 +149,7 @@ class Delivery:
         ms = MailboxSub(sub, client, mail_id, levels, group, member)
         self.by_sub[sub] = ms
         self.members[member] = ms
+        self.member_count[mail_id] = self.member_count.get(mail_id, 0) + 1
         self._join(ms)
 
     def add_watcher(self, client: "ClientConnection", sub: Subscription) -> None:
@@ -155,6 +175,9 @@ class Delivery:
         ms.closed = True
         if ms.member is not None:
             self.members.pop(ms.member, None)
+            left = self.member_count.pop(ms.mail_id, 1) - 1
+            if left:
+                self.member_count[ms.mail_id] = left
             waiting = self.waiting_members.get(ms.mail_id)
             if waiting and ms in waiting:
                 waiting.remove(ms)
@@ -216,10 +239,12 @@ class Delivery:
     # ---- effects ---------------------------------------------------------------------
 
     def on_effects(self, index: int, effects: list) -> None:
-        stored_here: dict[int, MessageStored] | None = None
+        recent, member_count = self.recent, self.member_count
         for effect in effects:
             kind = type(effect)
             if kind is MessageStored:
+                if effect.mail_id in member_count:
+                    self._keep(effect)
                 subs = self.plain.get(effect.mail_id)
                 if subs:
                     bit = 1 << effect.level
@@ -230,18 +255,30 @@ class Delivery:
                             else:
                                 self._send_stored(ms, effect, 1)
             elif kind is MessageAssigned:
+                stored = recent.pop((effect.mail_id, effect.seq), None) if recent else None
+                if stored is not None:
+                    self.recent_bytes -= len(stored.payload) + 64
                 ms = self.members.get(effect.member)
-                if ms is None:
-                    continue
-                if stored_here is None:
-                    stored_here = {e.seq: e for e in effects if type(e) is MessageStored}
-                self._send_assigned(ms, effect, stored_here.get(effect.seq))
+                if ms is not None:
+                    self._send_assigned(ms, effect, stored)
             elif kind is MailboxCreated:
                 self._mailbox_created(index, effect.mailbox)
             elif kind is MailboxExpired:
                 self._mailbox_expired(index, effect.mailbox)
             elif kind is MembersDropped and effect.node == self.replicator.node_id:
                 self._rejoin_all()
+
+    def _keep(self, stored: MessageStored) -> None:
+        size = len(stored.payload) + 64
+        if self.recent_bytes + size <= RECENT_MAX_BYTES:
+            self.recent[(stored.mail_id, stored.seq)] = stored
+            self.recent_bytes += size
+            self.recent_refused = 0
+            return
+        self.recent_refused += 1
+        if self.recent_refused > RECENT_STALE_REFUSALS:  # full of messages nobody will hand out?
+            self.recent.clear()
+            self.recent_bytes = self.recent_refused = 0
 
     def _rejoin_all(self) -> None:
         """The cluster took our members away (it thought this node was down): join again."""
@@ -278,31 +315,26 @@ class Delivery:
     def _send_event(self, ms: MailboxSub, body: bytes) -> None:
         ms.client.deliver(ms.sub, subj.PUBLIC_LIST, None, None, body)
 
+    def _send(self, ms: MailboxSub, seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None,
+              payload: bytes) -> None:
+        client = ms.client
+        if client.headers:  # every current client: one HMSG frame, one format
+            client.deliver_frame(ms.sub, frame(ms, seq, word, ts_ms, delivery, sender, payload))
+        else:
+            client.deliver(ms.sub, ms.subjects[word], b"%s%d%s" % (subj.ACK_PREFIX, seq, ms.ack_tail), None, payload)
+
     def _send_stored(self, ms: MailboxSub, e: MessageStored, delivery: int) -> None:
-        ms.client.deliver(
-            ms.sub,
-            ms.subjects[e.word],
-            b"%s%d%s" % (subj.ACK_PREFIX, e.seq, ms.ack_tail),
-            headers_for(e.seq, e.word, e.ts_ms, delivery, e.headers),
-            e.payload,
-        )
+        self._send(ms, e.seq, e.word, e.ts_ms, delivery, e.headers, e.payload)
 
     def _send_assigned(self, ms: MailboxSub, e: MessageAssigned, stored: MessageStored | None) -> None:
         if stored is not None:
-            word, ts, hdrs, payload = stored.word, stored.ts_ms, stored.headers, stored.payload
-        else:
-            raw = self.replicator.store.get(keys.message(e.mail_id, e.level, e.seq))
-            if raw is None:
-                return  # acknowledged or deleted since: nothing to hand over
-            msg = records.decode_message(raw)
-            word, ts, hdrs, payload = msg.word, msg.ts_ms, msg.headers, msg.payload
-        ms.client.deliver(
-            ms.sub,
-            ms.subjects[word],
-            b"%s%d%s" % (subj.ACK_PREFIX, e.seq, ms.ack_tail),  # ms.group is e.group
-            headers_for(e.seq, word, ts, e.delivery, hdrs),
-            payload,
-        )
+            self._send(ms, e.seq, stored.word, stored.ts_ms, e.delivery, stored.headers, stored.payload)
+            return
+        raw = self.replicator.store.get(keys.message(e.mail_id, e.level, e.seq))
+        if raw is None:
+            return  # acknowledged or deleted since: nothing to hand over
+        msg = records.decode_message(raw)
+        self._send(ms, e.seq, msg.word, msg.ts_ms, e.delivery, msg.headers, msg.payload)
 
     async def _replay(self, ms: MailboxSub, it) -> None:
         """Deliver what is stored, paced by the client's socket, then go live.
@@ -329,10 +361,10 @@ class Delivery:
                         break
                     msg = decode(it.value())
                     seq = unpack(key[-8:])[0]
-                    hdrs = headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers)
                     reply = b"%s%d%s" % (ack_head, seq, ack_tail)
-                    if bulk:
-                        frames.append(hmsg(subjects[msg.word], sid, reply, hdrs, msg.payload))
+                    if bulk:  # frame(), inline: a catch-up builds thousands of these in a row
+                        frames.append(hmsg(subjects[msg.word], sid, reply,
+                                           headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload))
                         if len(frames) == REPLAY_CHUNK:
                             client.deliver_frames(sub, frames)
                             frames = []
@@ -340,7 +372,7 @@ class Delivery:
                             if client.closed or sub.max_msgs and sub.delivered >= sub.max_msgs:
                                 break
                     else:
-                        client.deliver(sub, subjects[msg.word], reply, hdrs, msg.payload)
+                        client.deliver(sub, subjects[msg.word], reply, None, msg.payload)
                         if client.closed or sub.delivered % REPLAY_CHUNK == 0:
                             await self._paced(client)
                     it.next()
