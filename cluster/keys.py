@@ -71,14 +71,18 @@ def level_prefix(mail_id: str, level: int) -> bytes:
 _level_prefixes: dict[str, tuple[bytes, ...]] = {}  # mail_id -> Q prefix of each level
 
 
-def message(mail_id: str, level: int, seq: int) -> bytes:
-    """The hot path (every store and ack): the level prefixes of a mailbox are made once."""
+def message_prefixes(mail_id: str) -> tuple[bytes, ...]:
+    """The Q prefix of each level of a mailbox (+ pack_u64(seq): a message key), made once."""
     prefixes = _level_prefixes.get(mail_id)
     if prefixes is None:
         if len(_level_prefixes) >= 65536:
             _level_prefixes.clear()
         prefixes = _level_prefixes[mail_id] = tuple(b"Q%s\0%c" % (mail_id.encode(), lv) for lv in range(LEVELS))
-    return prefixes[level] + pack_u64(seq)
+    return prefixes
+
+
+def message(mail_id: str, level: int, seq: int) -> bytes:
+    return message_prefixes(mail_id)[level] + pack_u64(seq)
 
 
 def split_message(key: bytes) -> tuple[int, int]:

@@ -170,13 +170,22 @@ class State:
             ctx.txn.delete_range(prefix, keys.applied_batch(batch.origin, batch.number - BATCH_MEMORY))
         self._retire_due(ctx)
         results: list[Result] = []
-        for position, command in enumerate(batch.commands[: keys.MAX_BATCH_COMMANDS]):
-            handler = _HANDLERS.get(type(command))
+        commands = batch.commands[: keys.MAX_BATCH_COMMANDS]
+        position, count = 0, len(commands)
+        while position < count:  # one result per command: len(results) == position
+            command = commands[position]
             try:
+                run = _RUNS.get(type(command))
+                if run is not None:  # a store or an ack, and maybe more of the same behind it
+                    position = run(self, ctx, commands, position, results)
+                    continue
+                handler = _HANDLERS.get(type(command))
                 results.append(handler(self, ctx, command, position) if handler else Failure(400, "unknown command"))
             except Exception:  # a bug; every node hits the same one, so they stay identical
-                log.exception("apply: %s at index %d failed", type(command).__name__, index)
+                position = len(results)  # the command that raised
+                log.exception("apply: %s at index %d failed", type(commands[position]).__name__, index)
                 results.append(Failure(500, "internal error"))
+            position += 1
         ctx.finish_groups()
         self._finish(ctx, index, now, entry_crc)
         return results, ctx.effects
@@ -373,6 +382,51 @@ class State:
                 ctx.want_fill(mb, group)
         return Stored(cmd.mail_id, seq)
 
+    def _store_run(self, ctx: Apply, commands: list, start: int, results: list[Result]) -> int:
+        """`_store` for the StoreMessage at `start` and the ones right behind it to the same
+        live mailbox (no Nats-Msg-Id): what stays the same for all of them is looked up once,
+        and each costs a key, a record, a put and an effect. Returns the next position."""
+        first = commands[start]
+        mail_id = first.mail_id
+        mb = self._mailboxes.get(mail_id)
+        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now) or first.dedup_id:
+            results.append(self._store(ctx, first, start))
+            return start + 1
+        txn = ctx.txn
+        put, pack_u64, encode, Message = txn.put, keys.pack_u64, records.encode, records.Message
+        prefixes = keys.message_prefixes(mail_id)
+        last = self.last_seqs(txn, mail_id)  # before the puts: it reads the committed store
+        tails = self._tails.get(mail_id)
+        groups_here = self.groups_of(txn, mail_id)
+        effects, now, base = ctx.effects, ctx.now, ctx.index << keys.SEQ_SHIFT
+        level_of, words = c.WORD_INDEX_LEVEL, len(c.WORDS)
+        asked = 0  # levels whose groups were asked to fill, in the order _store asks them
+        position = start
+        for command in commands[start:]:
+            if type(command) is not c.StoreMessage or command.mail_id != mail_id or command.dedup_id \
+                    or not 0 <= command.word < words:
+                break
+            word = command.word
+            seq = base | position
+            level = level_of[word]
+            put(prefixes[level] + pack_u64(seq), encode(Message(word, now, command.headers, command.payload)))
+            last[level] = seq
+            if tails is not None and tails[level] is not None:
+                tails[level].stored(seq)
+            effects.append(MessageStored(mail_id, seq, level, word, now, command.headers, command.payload))
+            bit = 1 << level
+            if not asked & bit:
+                asked |= bit
+                for group in groups_here.values():
+                    if group.rec.levels & bit:
+                        ctx.want_fill(mb, group)
+            results.append(Stored(mail_id, seq))
+            position += 1
+        if position == start:  # an invalid priority: _store answers it
+            results.append(self._store(ctx, first, start))
+            return start + 1
+        return position
+
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
         """The level message `seq` is stored at. A queue group's in-flight entry knows it
         without a read: a message in flight is stored (removing one takes it out of every
@@ -436,6 +490,51 @@ class State:
             return Failure(400, "unknown acknowledgement")
         return DONE
 
+    def _ack_run(self, ctx: Apply, commands: list, start: int, results: list[Result]) -> int:
+        """`_ack` for the Ack at `start` and the ones right behind it, in the usual case: a
+        member of a live mailbox's only group acknowledges messages it holds. Each costs a
+        delete and a few dict operations; the group is filled once. Returns the next position."""
+        first = commands[start]
+        mail_id, name = first.mail_id, first.group
+        loaded = self._groups.get(mail_id)
+        group = loaded.get(name) if loaded is not None and len(loaded) == 1 and first.kind == c.ACK else None
+        mb = self._mailboxes.get(mail_id) if group is not None else None
+        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now):
+            results.append(self._ack(ctx, first, start))
+            return start + 1
+        inflight, pages, dirty, load = group.inflight, group.pages, group.dirty, group.load
+        delete, pack_u64, prefixes = ctx.txn.delete, keys.pack_u64, keys.message_prefixes(mail_id)
+        tails = self._tails.get(mail_id)
+        ACK, page_shift = c.ACK, keys.PAGE_SHIFT
+        position = start
+        for command in commands[start:]:
+            if type(command) is not c.Ack or command.kind != ACK or command.mail_id != mail_id or command.group != name:
+                break
+            seq = command.seq
+            entry = inflight.pop(seq, None)
+            if entry is None:
+                break  # not in flight here: _ack answers it
+            level = entry.level
+            delete(prefixes[level] + pack_u64(seq))  # _remove, inline
+            if tails is not None and tails[level] is not None:
+                tails[level].removed(seq)
+            page = seq >> page_shift  # groups.forget, inline
+            held = pages[page]
+            del held[seq]
+            if not held:
+                del pages[page]
+            dirty[page] = None
+            if entry.member in load:
+                load[entry.member] -= 1
+            results.append(DONE)
+            position += 1
+        if position == start:
+            results.append(self._ack(ctx, first, start))
+            return start + 1
+        ctx.touch(group)
+        ctx.want_fill(mb, group)
+        return position
+
     def _delete(self, ctx: Apply, cmd: c.DeleteMessage, position: int) -> Result:
         found = self._locate(ctx, cmd.mail_id, cmd.seq)
         if isinstance(found, Failure):
@@ -488,6 +587,8 @@ class State:
             if mb is None or not groups.leave(ctx, mb, name, member):
                 ctx.txn.delete(key)
 
+
+_RUNS: dict[type, Callable] = {c.StoreMessage: State._store_run, c.Ack: State._ack_run}
 
 _HANDLERS: dict[type, Callable] = {
     c.CreateMailbox: State._create,

@@ -305,3 +305,54 @@ def test_in_flight_pages_hold_what_per_message_keys_held_and_old_stores_migrate(
     assert _dump(old) == _dump(new)
     new.store.close()
     old.store.close()
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=12, deadline=None)
+def test_work_queue_traffic_applies_the_same_with_caches_reloads_and_rocksdb(tmp_path_factory, seed):
+    """The shape of a busy work queue: tens of stores and acknowledgements of what was
+    handed out per batch (apply takes runs of them in bulk), with NAKs, +WPI, +TERM,
+    Nats-Msg-Ids, deletes, members leaving and joining, one or two groups. A state that
+    keeps its caches, one reloaded every few batches and one that always asks RocksDB
+    must give the same results, effects and bytes."""
+    rng = random.Random(seed)
+    tmp = tmp_path_factory.mktemp("wq")
+    states = [_state(tmp, "cached"), _state(tmp, "reload"), State(Store(str(tmp / "rocks")), tail_max=0)]
+    members = [f"n{k}/b/{k}/1" for k in range(rng.randint(1, 4))]
+    cmds: list = [c.CreateMailbox("wq", 0, False, "wq", "", rng.choice([200, 5000]), rng.choice([2, 7, 50]))]
+    for m in members:
+        cmds.append(c.GroupJoin("wq", "g", m, "n"))
+        if seed % 3 == 0:
+            cmds.append(c.GroupJoin("wq", "h#3", m, "n", 3))
+    held: list[tuple[str, int]] = []
+    t, handed = 1000, 0
+    for index in range(2, 80):
+        if index > 2:
+            t += rng.randint(0, 120)
+            cmds = [c.StoreMessage("wq", rng.choice([3, 3, 3, 0, 1, 2, 4]), None, b"t",
+                                   rng.choice([None] * 9 + [f"d{rng.randrange(30)}"])) for _ in range(rng.randint(0, 40))]
+            rng.shuffle(held)
+            cut = rng.randint(0, len(held))
+            for group, seq in held[:cut]:
+                kind = c.ACK if rng.random() < 0.85 else rng.choice([c.NAK, c.WPI, c.TERM])
+                cmds.append(c.Ack("wq", seq, kind, group))
+            held = held[cut:]
+            if rng.random() < 0.1:
+                cmds.append(c.GroupLeave("wq", "g", rng.choice(members)))
+            if rng.random() < 0.1:
+                cmds.append(c.GroupJoin("wq", "g", rng.choice(members), "n"))
+            if rng.random() < 0.05 and held:
+                cmds.append(c.DeleteMessage("wq", rng.choice(held)[1]))
+        if index % 5 == 0:
+            states[1].reset()
+        outs = [s.apply_batch(c.Batch(t, "n", index, cmds), index) for s in states]
+        assert all(o == outs[0] for o in outs[1:]), f"index {index}"
+        for e in outs[0][1]:
+            if isinstance(e, MessageAssigned):
+                held.append((e.group, e.seq))
+                handed += 1
+    assert handed > 20
+    dumps = [_dump(s) for s in states]
+    assert all(d == dumps[0] for d in dumps[1:])
+    for s in states:
+        s.store.close()
