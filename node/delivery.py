@@ -127,7 +127,7 @@ class Delivery:
         # removed before any hand-out) is emptied. A message deleted between its hand-out and
         # its delivery still goes out, as it would had it been sent a moment earlier.
         self.member_count: dict[str, int] = {}  # mail_id -> local members
-        self.recent: dict[tuple[str, int], MessageStored] = {}
+        self.recent: dict[int, MessageStored] = {}  # by seq, unique across mailboxes
         self.recent_bytes = 0
         self.recent_refused = 0
         replicator.add_listener(self.on_effects)
@@ -244,7 +244,13 @@ class Delivery:
             kind = type(effect)
             if kind is MessageStored:
                 if effect.mail_id in member_count:
-                    self._keep(effect)
+                    size = len(effect.payload) + 64
+                    if self.recent_bytes + size <= RECENT_MAX_BYTES:
+                        recent[effect.seq] = effect
+                        self.recent_bytes += size
+                        self.recent_refused = 0
+                    else:
+                        self._refused()
                 subs = self.plain.get(effect.mail_id)
                 if subs:
                     bit = 1 << effect.level
@@ -255,7 +261,7 @@ class Delivery:
                             else:
                                 self._send_stored(ms, effect, 1)
             elif kind is MessageAssigned:
-                stored = recent.pop((effect.mail_id, effect.seq), None) if recent else None
+                stored = recent.pop(effect.seq, None) if recent else None
                 if stored is not None:
                     self.recent_bytes -= len(stored.payload) + 64
                 ms = self.members.get(effect.member)
@@ -268,13 +274,8 @@ class Delivery:
             elif kind is MembersDropped and effect.node == self.replicator.node_id:
                 self._rejoin_all()
 
-    def _keep(self, stored: MessageStored) -> None:
-        size = len(stored.payload) + 64
-        if self.recent_bytes + size <= RECENT_MAX_BYTES:
-            self.recent[(stored.mail_id, stored.seq)] = stored
-            self.recent_bytes += size
-            self.recent_refused = 0
-            return
+    def _refused(self) -> None:
+        """A stored message was not kept: the cache is full."""
         self.recent_refused += 1
         if self.recent_refused > RECENT_STALE_REFUSALS:  # full of messages nobody will hand out?
             self.recent.clear()
