@@ -12,6 +12,10 @@ difference per task, which moves by well under 1% and so shows a change of a few
 
     .venv/bin/python benchmarks/apply_cost.py                 # µs per task, best of 3
     .venv/bin/python benchmarks/apply_cost.py --instructions  # needs valgrind (apt-get install valgrind)
+
+The defaults (256 stores, 64 acks per entry) are the shape of earlier figures; a three-node
+work queue fed by the C client produces about 1,024 stores and 150 acks per entry:
+`--instructions --tasks 8000 --store-batch 1024 --ack-batch 150`.
 """
 
 from __future__ import annotations
