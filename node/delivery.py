@@ -45,8 +45,7 @@ log = logging.getLogger("mq9.delivery")
 
 REPLAY_CHUNK = 512
 REPLAY_PAUSE_BYTES = 4 << 20  # wait while the client has this much unsent
-RECENT_MAX_BYTES = 16 << 20  # stored messages kept for local group members (their payloads)
-RECENT_STALE_REFUSALS = 100_000  # messages not kept in a row before the cache is emptied
+RECENT_MAX_BYTES = 16 << 20  # stored messages kept for local group members, at most
 _json = msgspec.json.Encoder()
 
 
@@ -109,6 +108,40 @@ def public_event(event: str, mb: records.Mailbox) -> bytes:
     })
 
 
+class RecentMessages:
+    """Stored messages of mailboxes with local queue-group members, from their store to
+    their hand-out (to a member here or on another node), by seq, so a hand-out here
+    needs no RocksDB read (2.3 µs here; a pop from a dict almost nothing).
+
+    Two generations: messages go into the young one; when it has taken in half of
+    `max_bytes` (payloads and headers), it becomes the old one and the previous old one is
+    dropped. So memory stays under `max_bytes`, a message is kept at least while half of
+    that is stored after it (a backlog of 40,000 small tasks), and one never handed out
+    (deleted first, at a level no group takes) is gone after two generations."""
+
+    __slots__ = ("young", "old", "young_bytes", "max_bytes")
+
+    def __init__(self, max_bytes: int = RECENT_MAX_BYTES) -> None:
+        self.young: dict[int, MessageStored] = {}
+        self.old: dict[int, MessageStored] = {}
+        self.young_bytes = 0
+        self.max_bytes = max_bytes
+
+    def keep(self, stored: MessageStored) -> None:
+        self.young[stored.seq] = stored
+        self.young_bytes += len(stored.payload) + len(stored.headers or b"") + 128
+        if self.young_bytes * 2 > self.max_bytes:
+            self.old = self.young
+            self.young = {}
+            self.young_bytes = 0
+
+    def take(self, seq: int) -> MessageStored | None:
+        stored = self.young.pop(seq, None)
+        if stored is None and self.old:
+            stored = self.old.pop(seq, None)
+        return stored
+
+
 class Delivery:
     """Local mailbox subscriptions and what the log tells them."""
 
@@ -120,16 +153,10 @@ class Delivery:
         self.waiting_members: dict[str, list[MailboxSub]] = {}  # mailbox not there yet
         self.watchers: list[MailboxSub] = []
         self.by_sub: dict[Subscription, MailboxSub] = {}
-        # Stored messages of mailboxes with local group members, kept from their store to their
-        # hand-out (to a member here or anywhere), so a hand-out needs no RocksDB read. Up to
-        # RECENT_MAX_BYTES: beyond that new ones are not kept (a backlog is handed out oldest
-        # first, and the oldest are the ones kept), and a cache that stays full (messages
-        # removed before any hand-out) is emptied. A message deleted between its hand-out and
-        # its delivery still goes out, as it would had it been sent a moment earlier.
+        # A message deleted between its hand-out and its delivery still goes out, as it
+        # would had it been sent a moment earlier.
         self.member_count: dict[str, int] = {}  # mail_id -> local members
-        self.recent: dict[int, MessageStored] = {}  # by seq, unique across mailboxes
-        self.recent_bytes = 0
-        self.recent_refused = 0
+        self.recent = RecentMessages()
         replicator.add_listener(self.on_effects)
 
     # ---- subscriptions ---------------------------------------------------------------
@@ -244,13 +271,7 @@ class Delivery:
             kind = type(effect)
             if kind is MessageStored:
                 if effect.mail_id in member_count:
-                    size = len(effect.payload) + 64
-                    if self.recent_bytes + size <= RECENT_MAX_BYTES:
-                        recent[effect.seq] = effect
-                        self.recent_bytes += size
-                        self.recent_refused = 0
-                    else:
-                        self._refused()
+                    recent.keep(effect)
                 subs = self.plain.get(effect.mail_id)
                 if subs:
                     bit = 1 << effect.level
@@ -261,9 +282,7 @@ class Delivery:
                             else:
                                 self._send_stored(ms, effect, 1)
             elif kind is MessageAssigned:
-                stored = recent.pop(effect.seq, None) if recent else None
-                if stored is not None:
-                    self.recent_bytes -= len(stored.payload) + 64
+                stored = recent.take(effect.seq)
                 ms = self.members.get(effect.member)
                 if ms is not None:
                     self._send_assigned(ms, effect, stored)
@@ -273,13 +292,6 @@ class Delivery:
                 self._mailbox_expired(index, effect.mailbox)
             elif kind is MembersDropped and effect.node == self.replicator.node_id:
                 self._rejoin_all()
-
-    def _refused(self) -> None:
-        """A stored message was not kept: the cache is full."""
-        self.recent_refused += 1
-        if self.recent_refused > RECENT_STALE_REFUSALS:  # full of messages nobody will hand out?
-            self.recent.clear()
-            self.recent_bytes = self.recent_refused = 0
 
     def _rejoin_all(self) -> None:
         """The cluster took our members away (it thought this node was down): join again."""
