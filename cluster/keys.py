@@ -82,7 +82,8 @@ def message_prefixes(mail_id: str) -> tuple[bytes, ...]:
 
 
 def message(mail_id: str, level: int, seq: int) -> bytes:
-    return message_prefixes(mail_id)[level] + pack_u64(seq)
+    prefixes = _level_prefixes.get(mail_id) or message_prefixes(mail_id)
+    return prefixes[level] + pack_u64(seq)
 
 
 def split_message(key: bytes) -> tuple[int, int]:

@@ -174,12 +174,14 @@ class State:
         position, count = 0, len(commands)
         while position < count:  # one result per command: len(results) == position
             command = commands[position]
+            kind = type(command)
             try:
-                run = _RUNS.get(type(command))
-                if run is not None:  # a store or an ack, and maybe more of the same behind it
-                    position = run(self, ctx, commands, position, results)
+                if kind in _RUNS and position + 1 < count and type(commands[position + 1]) is kind \
+                        and commands[position + 1].mail_id == command.mail_id:
+                    # stores to one mailbox, or acks: taken in bulk (for one alone, not worth it)
+                    position = _RUNS[kind](self, ctx, commands, position, results)
                     continue
-                handler = _HANDLERS.get(type(command))
+                handler = _HANDLERS.get(kind)
                 results.append(handler(self, ctx, command, position) if handler else Failure(400, "unknown command"))
             except Exception:  # a bug; every node hits the same one, so they stay identical
                 position = len(results)  # the command that raised
@@ -401,8 +403,9 @@ class State:
         effects, now, base = ctx.effects, ctx.now, ctx.index << keys.SEQ_SHIFT
         level_of, words = c.WORD_INDEX_LEVEL, len(c.WORDS)
         asked = 0  # levels whose groups were asked to fill, in the order _store asks them
-        position = start
-        for command in commands[start:]:
+        position, count = start, len(commands)
+        while position < count:  # by index: a slice per run would copy the rest of the batch
+            command = commands[position]
             if type(command) is not c.StoreMessage or command.mail_id != mail_id or command.dedup_id \
                     or not 0 <= command.word < words:
                 break
@@ -506,16 +509,22 @@ class State:
         delete, pack_u64, prefixes = ctx.txn.delete, keys.pack_u64, keys.message_prefixes(mail_id)
         tails = self._tails.get(mail_id)
         ACK, page_shift = c.ACK, keys.PAGE_SHIFT
-        position = start
-        for command in commands[start:]:
+        position, count = start, len(commands)
+        while position < count:  # by index: a slice per run would copy the rest of the batch
+            command = commands[position]
             if type(command) is not c.Ack or command.kind != ACK or command.mail_id != mail_id or command.group != name:
                 break
             seq = command.seq
-            entry = inflight.pop(seq, None)
+            entry = inflight.get(seq)
             if entry is None:
                 break  # not in flight here: _ack answers it
             level = entry.level
-            delete(prefixes[level] + pack_u64(seq))  # _remove, inline
+            key = prefixes[level] + pack_u64(seq)  # what could raise comes before any change
+            if position == start:
+                ctx.touch(group)
+                ctx.want_fill(mb, group)
+            del inflight[seq]
+            delete(key)  # _remove, inline
             if tails is not None and tails[level] is not None:
                 tails[level].removed(seq)
             page = seq >> page_shift  # groups.forget, inline
@@ -531,8 +540,6 @@ class State:
         if position == start:
             results.append(self._ack(ctx, first, start))
             return start + 1
-        ctx.touch(group)
-        ctx.want_fill(mb, group)
         return position
 
     def _delete(self, ctx: Apply, cmd: c.DeleteMessage, position: int) -> Result:
