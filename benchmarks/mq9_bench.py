@@ -43,6 +43,7 @@ import json
 import os
 import queue
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -652,12 +653,28 @@ class JsCluster(Cluster):
 # ---- running a client with progress --------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a live process has used so far; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Runner:
-    """Runs client processes, feeds their "#P done total" lines into rich progress bars."""
+    """Runs client processes, feeds their "#P done total" lines into rich progress bars.
+
+    Every result also says who was busy: the client's CPU time (`client_cpu_s`, all its
+    threads) and each server process's (`server_cpu_s`, for the pids in `servers`) while
+    the client ran, beside its lifetime `wall_s`. A figure whose client used a whole core
+    measures the client."""
 
     def __init__(self, progress: Progress, workdir: Path) -> None:
         self.progress = progress
         self.workdir = workdir
+        self.servers: list[int] = []  # pids of the cluster under test (run_phase sets them)
 
     def run(self, cmd: list[str], label: str, timeout: float, total: int | None = None,
             on_line: Callable[[str, subprocess.Popen], None] | None = None, stdin: bool = False) -> dict:
@@ -667,6 +684,8 @@ class Runner:
         err_path = Path(name)
         lines: queue.Queue = queue.Queue()
         result_line = None
+        servers_before = [cpu_seconds(pid) for pid in self.servers]
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
@@ -721,6 +740,9 @@ class Runner:
                     pass
             self.progress.stop_task(task)
             self.progress.update(task, visible=False)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, now reaped
+        client_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+        server_cpu = [cpu_seconds(pid) - before for pid, before in zip(self.servers, servers_before)]
         stderr_tail = err_path.read_text(errors="replace").strip().splitlines()[-6:]
         err_path.unlink(missing_ok=True)
         if timed_out and result_line is None:
@@ -734,6 +756,8 @@ class Runner:
             return {"error": f"unparsable client output {result_line[:200]!r}: {exc}", "cmd": cmd}
         out["cmd"] = cmd
         out["wall_s"] = round(time.monotonic() - started, 3)
+        out["client_cpu_s"] = round(client_cpu, 3)
+        out["server_cpu_s"] = [round(x, 3) for x in server_cpu]
         return out
 
 
@@ -1073,6 +1097,7 @@ def run_phase(bench: Bench, system: str, phase: str, keys: list[str], results: d
             info["leader_at_start"] = cluster.nodes[leader].name if leader is not None else None
             info["leader_found_by"] = how
         clusters[f"{system}-{phase}"] = info
+        bench.runner.servers = [node.pid for node in cluster.nodes]
         console.print(f"[bold]{label}[/] {phase}: {cluster.n} node(s) up in {info['startup_s']}s "
                       f"({', '.join(cluster.urls)})"
                       + (f", leader {info.get('leader_at_start')}" if cluster.n > 1 else ""))
@@ -1122,6 +1147,10 @@ def summarize(key: str, r: dict) -> str:
         parts.append(f"{r['errors_after_kill']} failed publishes meanwhile")
     elif not r.get("complete", False):
         parts.append(f"[yellow]incomplete ({r.get('errors', 0)} errors)[/]")
+    if r.get("wall_s") and "client_cpu_s" in r:
+        busiest = max(r.get("server_cpu_s") or [0.0])
+        parts.append(f"[dim]cpu: client {r['client_cpu_s'] / r['wall_s']:.0%}, "
+                     f"busiest server {busiest / r['wall_s']:.0%} of a core[/]")
     return ", ".join(parts)
 
 
