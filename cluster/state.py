@@ -7,6 +7,11 @@ so log time never goes backwards), first retires what is due at `now` (expired
 mailboxes, ack deadlines that passed), then runs each command's handler, and commits
 everything in one WriteBatch with the new applied index.
 
+A busy work queue's entries are hundreds of stores to one mailbox and of acks by its
+group's members, so runs of those are taken in bulk (`_store_run`, `_ack_run`): what is
+the same for the whole run is looked up once. They give exactly the results, effects and
+state of one handler per command, and hand anything unusual to that handler.
+
 Rules that keep every node identical: no clock, no randomness, no iteration over
 unordered sets, no exceptions out of apply. Domain errors are `Failure` results; a
 handler that raises anyway (a bug) is logged and answered with a 500 result, and the
