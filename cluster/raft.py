@@ -230,11 +230,15 @@ class RaftNode(SyncObj):
     """A PySyncObj node whose state is our RocksDB store."""
 
     def __init__(self, self_addr: str, peers: list[str], conf: SyncObjConf, state: State, on_applied: OnApplied,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, local_writes: Callable[[], bool] = lambda: True) -> None:
         self._state = state
         self._on_applied = on_applied
+        self._local_writes = local_writes  # does this node wait for writes of its own?
         self._loop = loop
-        self._tick_queued = False
+        self._tick_queued: asyncio.Handle | None = None
+        self._append_queued = False
+        self._applied_in_this_tick = False
+        self._in_tick = False
         self._destroyed = False
         self.stash_restores = 0  # entries the follower guard kept that stock PySyncObj would have dropped
         self.next_index_fixes = 0  # late replies that would have moved a follower's nextIndex back
@@ -267,18 +271,63 @@ class RaftNode(SyncObj):
 
     def kick(self) -> None:
         """Run a tick soon (once per loop pass, however many asked)."""
-        if not self._tick_queued and not self._destroyed:
-            self._tick_queued = True
-            self._loop.call_soon(self._tick)
+        if self._tick_queued is None and not self._destroyed:
+            self._tick_queued = self._loop.call_soon(self._tick)
 
     def _tick(self) -> None:
-        self._tick_queued = False
+        self._tick_queued = None
         if self._destroyed:
             return
+        self._in_tick = True
+        self._applied_in_this_tick = False
         try:
             self.doTick(0.0)
         except Exception:
             log.exception("Raft tick failed")
+        finally:
+            self._in_tick = False
+
+    def tick_now(self) -> None:
+        """Run a tick at once, in place of one already asked for: a write was just submitted,
+        and appending (leader) or forwarding (follower) it need not wait for the next loop
+        pass. From inside a tick, ask for another one instead."""
+        if self._in_tick:
+            self.kick()
+            return
+        if self._tick_queued is not None:
+            self._tick_queued.cancel()
+        self._tick()
+
+    # The leader's order of work when entries commit. A send to a sleeping peer costs 60-150
+    # µs on this VM, so who waits for what decides the latency of a write:
+    # - this node waits for writes of its own: apply first, let the replies and deliveries
+    #   (queued by `on_applied`) go out, send the new commit index a loop pass later;
+    # - it does not (the writes came from followers, whose clients wait for the commit
+    #   index to reach them): send the commit index first, so followers apply while the
+    #   leader does (PySyncObj sends it only after applying).
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """Returns whether the tick must send appends after applying (PySyncObj's rule),
+        which is no longer so when the commit index went out before."""
+        early = self._isLeader() and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied \
+            and not self._local_writes()
+        if early:
+            SyncObj._SyncObj__sendAppendEntries(self)
+        return SyncObj._SyncObj__applyLogEntries(self) and not early
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        if self._append_queued or self._destroyed:
+            return
+        if self._applied_in_this_tick:  # after this pass's replies: see above
+            self._append_queued = True
+            self._loop.call_soon(self._send_appends)
+        else:  # new entries, heartbeats: at once
+            SyncObj._SyncObj__sendAppendEntries(self)
+
+    def _send_appends(self) -> None:
+        self._append_queued = False
+        if not self._destroyed and self._isLeader():
+            SyncObj._SyncObj__sendAppendEntries(self)
 
     def _periodic(self) -> None:
         if self._destroyed:
@@ -339,6 +388,7 @@ class RaftNode(SyncObj):
         except BaseException:
             log.critical("applying index %d failed (storage?): exiting", index, exc_info=True)
             os._exit(71)
+        self._applied_in_this_tick = True
         if out is not None:
             self._on_applied(index, batch, out[0], out[1])
 

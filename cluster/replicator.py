@@ -111,7 +111,8 @@ class Replicator:
         self._batcher = Batcher(self._loop, self._send)
         conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed,
                          compact_min_entries=self.compaction[0], compact_min_time_s=self.compaction[1])
-        self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_in_tick, self._loop)
+        self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_in_tick, self._loop,
+                             local_writes=lambda: bool(self._waiting))
         log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
         self._tasks.append(self._loop.create_task(self._ticker()))
         self._tasks.append(self._loop.create_task(self._announce_restart()))
@@ -172,8 +173,8 @@ class Replicator:
         waiting.attempt += 1
         waiting.ever_sent = True
         waiting.sent_under = (self.raft.leader_address(), self.raft.term())
-        # the tick it asks for appends it (leader) or forwards it (follower)
         self.raft.apply_entry(waiting.blob, callback=partial(self._raft_callback, number, waiting.attempt))
+        self.raft.tick_now()  # appends it (leader) or forwards it (follower) now
         self._loop.call_later(STALL_S, self._check_stall, number, waiting.attempt)
 
     def _raft_callback(self, number: int, attempt: int, result: object, error: int) -> None:  # in a tick
@@ -232,12 +233,11 @@ class Replicator:
                 waiting.timer.cancel()
                 _call_all(waiting.callbacks, results)
                 self._batcher.done()
-        if effects:
-            for listener in self._listeners:
-                try:
-                    listener(index, effects)
-                except Exception:
-                    log.exception("effect listener failed at index %d", index)
+        for listener in self._listeners:
+            try:
+                listener(index, effects)
+            except Exception:
+                log.exception("effect listener failed at index %d", index)
 
     # ---- time and membership ---------------------------------------------------------
 

@@ -41,6 +41,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     server = Server(settings)
     view = ClusterView(server, replicator, settings)
     server.mq9 = MailboxAPI(server, replicator, settings, view)
+    # last listener: what an applied entry produced (replies, deliveries) leaves now, before
+    # the leader's next Raft sends (cluster/raft.py defers those by a loop pass)
+    replicator.add_listener(lambda _index, _effects: server.flush_dirty())
     await server.start()
     view.start()
     routes = RouteManager(server, replicator.node_id, settings.route_listen, settings.route_peers(),
