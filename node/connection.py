@@ -230,7 +230,7 @@ class ClientConnection(asyncio.Protocol):
 
     def deliver_frames(self, sub: Subscription, frames: list[bytes]) -> None:
         """Queue ready-made HMSG frames for `sub` (a replay builds them in bulk with
-        `wire.hmsg`, for a client that takes headers); honour UNSUB max as `deliver` does."""
+        `wire.HMSG_NUMBERED_REPLY`, for a client that takes headers); honour UNSUB max as `deliver` does."""
         if self.closed:
             return
         if sub.max_msgs:

@@ -35,7 +35,7 @@ from cluster.effects import Failure, MailboxCreated, MailboxExpired, MembersDrop
 from cluster.replicator import Replicator
 from node import mq9_subjects as subj
 from node.subjects import Subscription
-from node.wire import hmsg
+from node.wire import HMSG_NUMBERED_REPLY
 
 if TYPE_CHECKING:
     from node.connection import ClientConnection
@@ -81,12 +81,12 @@ def _applied_index(it) -> int:
 
 
 _WORD_BYTES = tuple(w.encode() for w in c.WORDS)
+_MQ9_HEADERS = b"NATS/1.0\r\nmq9-msg-id: %d\r\nmq9-priority: %s\r\nmq9-ts: %d\r\nmq9-delivery: %d\r\n"
 
 
 def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None) -> bytes:
     """The delivered message's NATS/1.0 block: mq9 headers, then the sender's own."""
-    block = b"NATS/1.0\r\nmq9-msg-id: %d\r\nmq9-priority: %s\r\nmq9-ts: %d\r\nmq9-delivery: %d\r\n" % (
-        seq, _WORD_BYTES[word], ts_ms, delivery)
+    block = _MQ9_HEADERS % (seq, _WORD_BYTES[word], ts_ms, delivery)
     if sender:
         first = sender.find(b"\r\n")
         rest = sender[first + 2:] if first >= 0 else b""
@@ -97,8 +97,9 @@ def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | 
 def frame(ms: MailboxSub, seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None,
           payload: bytes) -> bytes:
     """The HMSG frame of a mailbox message for `ms`: its subject, ack subject and headers."""
-    return hmsg(ms.subjects[word], ms.sub.sid, b"%s%d%s" % (subj.ACK_PREFIX, seq, ms.ack_tail),
-                headers_for(seq, word, ts_ms, delivery, sender), payload)
+    hdrs = headers_for(seq, word, ts_ms, delivery, sender)
+    return HMSG_NUMBERED_REPLY % (ms.subjects[word], ms.sub.sid, subj.ACK_PREFIX, seq, ms.ack_tail,
+                                  len(hdrs), len(hdrs) + len(payload), hdrs, payload)
 
 
 def public_event(event: str, mb: records.Mailbox) -> bytes:
@@ -362,6 +363,7 @@ class Delivery:
             decode, unpack = records.decode_message, keys.unpack_u64
             subjects, sid = ms.subjects, sub.sid
             ack_head, ack_tail = subj.ACK_PREFIX, ms.ack_tail
+            first_delivery, frame_format, words = _MQ9_HEADERS + b"\r\n", HMSG_NUMBERED_REPLY, _WORD_BYTES
             for level in range(c.LEVELS):
                 if not ms.levels & (1 << level):
                     continue
@@ -374,10 +376,14 @@ class Delivery:
                         break
                     msg = decode(it.value())
                     seq = unpack(key[-8:])[0]
-                    reply = b"%s%d%s" % (ack_head, seq, ack_tail)
-                    if bulk:  # frame(), inline: a catch-up builds thousands of these in a row
-                        frames.append(hmsg(subjects[msg.word], sid, reply,
-                                           headers_for(seq, msg.word, msg.ts_ms, 1, msg.headers), msg.payload))
+                    if bulk:  # frame(), inline, and its headers too: a catch-up builds thousands in a row
+                        word, payload = msg.word, msg.payload
+                        if msg.headers is None:
+                            hdrs = first_delivery % (seq, words[word], msg.ts_ms, 1)
+                        else:
+                            hdrs = headers_for(seq, word, msg.ts_ms, 1, msg.headers)
+                        frames.append(frame_format % (subjects[word], sid, ack_head, seq, ack_tail, len(hdrs),
+                                                      len(hdrs) + len(payload), hdrs, payload))
                         if len(frames) == REPLAY_CHUNK:
                             client.deliver_frames(sub, frames)
                             frames = []
@@ -385,7 +391,8 @@ class Delivery:
                             if client.closed or sub.max_msgs and sub.delivered >= sub.max_msgs:
                                 break
                     else:
-                        client.deliver(sub, subjects[msg.word], reply, None, msg.payload)
+                        client.deliver(sub, subjects[msg.word], b"%s%d%s" % (ack_head, seq, ack_tail), None,
+                                       msg.payload)
                         if client.closed or sub.delivered % REPLAY_CHUNK == 0:
                             await self._paced(client)
                     it.next()

@@ -43,11 +43,12 @@ def append_msg(
     out += CRLF
 
 
-def hmsg(subject: bytes, sid: bytes, reply: bytes, headers: bytes, payload: bytes) -> bytes:
-    """One HMSG frame with a reply subject, built with one format: the bytes `append_msg`
-    appends for the same arguments (a catch-up builds thousands of these in a row)."""
-    return b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (
-        subject, sid, reply, len(headers), len(headers) + len(payload), headers, payload)
+# An HMSG frame whose reply subject is head + number + tail, with one format: (subject, sid,
+# reply head, number, reply tail, len(headers), len(headers) + len(payload), headers,
+# payload) -> the bytes `append_msg` appends for the same message. Every mailbox delivery
+# is one (an ack subject carries the message's seq), and a catch-up builds a hundred
+# thousand in a row.
+HMSG_NUMBERED_REPLY = b"HMSG %s %s %s%d%s %d %d\r\n%s%s\r\n"
 
 
 def header_block(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...], status: str = "") -> bytes:

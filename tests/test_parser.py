@@ -152,3 +152,20 @@ def test_valid_ops_then_garbage(prefix_samples, garbage):
     ops = p.feed(data)
     assert not any(isinstance(o, ProtocolError) for o in ops)
     p.feed(garbage)  # whatever follows, no exception
+
+
+def test_a_mailbox_frame_built_with_one_format_is_the_frame_append_msg_writes():
+    """Deliveries and catch-ups build HMSG frames with `wire.HMSG_NUMBERED_REPLY`; the
+    bytes must be those of the general framing, which the parser reads back."""
+    from node import wire
+    from node.delivery import headers_for
+
+    for sender in (None, b"NATS/1.0\r\nX-Trace: abc\r\n\r\n"):
+        for seq, payload in ((1, b""), (123456789 << 16, b"x" * 300)):
+            headers = headers_for(seq, 3, 1_700_000_000_000, 2, sender)
+            general = bytearray()
+            wire.append_msg(general, b"$mq9.AI.MAILBOX.MSG.box.normal", b"7", b"$mq9.AI.ACK.%d._.box" % seq,
+                            headers, payload)
+            one = wire.HMSG_NUMBERED_REPLY % (b"$mq9.AI.MAILBOX.MSG.box.normal", b"7", b"$mq9.AI.ACK.", seq,
+                                              b"._.box", len(headers), len(headers) + len(payload), headers, payload)
+            assert one == bytes(general)
