@@ -169,7 +169,7 @@ def drop(ctx: "Apply", group: GroupState) -> None:
     ctx.untouch(group)
 
 
-def _release(group: GroupState, seq: int) -> records.Inflight | None:
+def release(group: GroupState, seq: int) -> records.Inflight | None:
     """Take `seq` out of the group's in-flight messages (its page is written at the batch's end)."""
     entry = group.inflight.pop(seq, None)
     if entry is not None:
@@ -186,14 +186,14 @@ def _release(group: GroupState, seq: int) -> records.Inflight | None:
 
 def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
     """Move an in-flight message to the redelivery list (it keeps its delivery count)."""
-    entry = _release(group, seq)
+    entry = release(group, seq)
     bisect.insort(group.rec.redeliver, (entry.level, seq, entry.delivery))
     ctx.touch(group)
 
 
 def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
     """A message left the mailbox: drop it from the group. True if a member got room."""
-    if _release(group, seq) is not None:
+    if release(group, seq) is not None:
         ctx.touch(group)
         return True
     redeliver = group.rec.redeliver

@@ -181,10 +181,9 @@ class State:
             command = commands[position]
             kind = type(command)
             try:
-                if kind in _RUNS and position + 1 < count and type(commands[position + 1]) is kind \
-                        and commands[position + 1].mail_id == command.mail_id:
-                    # stores to one mailbox, or acks: taken in bulk (for one alone, not worth it)
-                    position = _RUNS[kind](self, ctx, commands, position, results)
+                run = _RUNS.get(kind)
+                if run is not None:  # stores and acks, with those of their kind right behind them
+                    position = run(self, ctx, commands, position, results)
                     continue
                 handler = _HANDLERS.get(kind)
                 results.append(handler(self, ctx, command, position) if handler else Failure(400, "unknown command"))
@@ -358,66 +357,50 @@ class State:
         ctx.effects.append(MailboxCreated(mb))
         return Created(cmd.mail_id, True, cmd.ttl_s, expires or None)
 
-    def _store(self, ctx: Apply, cmd: c.StoreMessage, position: int) -> Result:
-        mb = self._mailboxes.get(cmd.mail_id)  # the hot path: a cached mailbox that has not expired
-        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now):
-            mb = self._live(ctx, cmd.mail_id)
-            if mb is None:
-                return not_found(cmd.mail_id)
-        if not 0 <= cmd.word < len(c.WORDS):
-            return Failure(400, "invalid priority")
-        txn = ctx.txn
-        if cmd.dedup_id:
-            dkey = keys.dedup(cmd.mail_id, cmd.dedup_id)
-            seen = txn.get(dkey)
-            if seen is not None:
-                return Stored(cmd.mail_id, keys.unpack_u64(seen)[0], duplicate=True)
-        seq = keys.seq_for(ctx.index, position)
-        level = c.WORD_INDEX_LEVEL[cmd.word]
-        last = self.last_seqs(txn, cmd.mail_id)  # before the put: it reads the committed store
-        txn.put(keys.message(cmd.mail_id, level, seq), records.encode(records.Message(cmd.word, ctx.now, cmd.headers, cmd.payload)))
-        last[level] = seq
-        tails = self._tails.get(cmd.mail_id)
-        if tails is not None and tails[level] is not None:
-            tails[level].stored(seq)
-        if cmd.dedup_id:
-            txn.put(dkey, keys.pack_u64(seq))
-        ctx.effects.append(MessageStored(cmd.mail_id, seq, level, cmd.word, ctx.now, cmd.headers, cmd.payload))
-        bit = 1 << level
-        for group in self.groups_of(txn, cmd.mail_id).values():
-            if group.rec.levels & bit:
-                ctx.want_fill(mb, group)
-        return Stored(cmd.mail_id, seq)
-
     def _store_run(self, ctx: Apply, commands: list, start: int, results: list[Result]) -> int:
-        """`_store` for the StoreMessage at `start` and the ones right behind it to the same
-        live mailbox (no Nats-Msg-Id): what stays the same for all of them is looked up once,
-        and each costs a key, a record, a put and an effect. Returns the next position."""
+        """Store the StoreMessage at `start` and the ones right behind it to the same
+        mailbox: what stays the same for all of them (the mailbox, its level prefixes, last
+        seqs, tails and groups) is looked up once, and each then costs a key, a record, a
+        put and an effect. Appends one result per command taken; returns the next position."""
         first = commands[start]
         mail_id = first.mail_id
-        mb = self._mailboxes.get(mail_id)
-        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now) or first.dedup_id:
-            results.append(self._store(ctx, first, start))
-            return start + 1
+        mb = self._mailboxes.get(mail_id)  # the usual: a cached mailbox that has not expired
+        if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now):
+            mb = self._live(ctx, mail_id)
+            if mb is None:
+                results.append(not_found(mail_id))
+                return start + 1
         txn = ctx.txn
-        put, pack_u64, encode, Message = txn.put, keys.pack_u64, records.encode, records.Message
+        put, get, pack_u64, encode, Message = txn.put, txn.get, keys.pack_u64, records.encode, records.Message
         prefixes = keys.message_prefixes(mail_id)
         last = self.last_seqs(txn, mail_id)  # before the puts: it reads the committed store
         tails = self._tails.get(mail_id)
         groups_here = self.groups_of(txn, mail_id)
         effects, now, base = ctx.effects, ctx.now, ctx.index << keys.SEQ_SHIFT
         level_of, words = c.WORD_INDEX_LEVEL, len(c.WORDS)
-        asked = 0  # levels whose groups were asked to fill, in the order _store asks them
+        asked = 0  # levels whose groups were asked to fill, in the order of the stores
         position, count = start, len(commands)
         while position < count:  # by index: a slice per run would copy the rest of the batch
             command = commands[position]
-            if type(command) is not c.StoreMessage or command.mail_id != mail_id or command.dedup_id \
-                    or not 0 <= command.word < words:
+            if type(command) is not c.StoreMessage or command.mail_id != mail_id:
                 break
+            position += 1
             word = command.word
-            seq = base | position
+            if not 0 <= word < words:
+                results.append(Failure(400, "invalid priority"))
+                continue
+            seq = base | (position - 1)
+            dedup = command.dedup_id
+            if dedup:  # Nats-Msg-Id: a second publish gets the first one's seq
+                dkey = keys.dedup(mail_id, dedup)
+                seen = get(dkey)
+                if seen is not None:
+                    results.append(Stored(mail_id, keys.unpack_u64(seen)[0], duplicate=True))
+                    continue
             level = level_of[word]
             put(prefixes[level] + pack_u64(seq), encode(Message(word, now, command.headers, command.payload)))
+            if dedup:  # after the message: a record that cannot be encoded stores neither
+                put(dkey, pack_u64(seq))
             last[level] = seq
             if tails is not None and tails[level] is not None:
                 tails[level].stored(seq)
@@ -429,10 +412,6 @@ class State:
                     if group.rec.levels & bit:
                         ctx.want_fill(mb, group)
             results.append(Stored(mail_id, seq))
-            position += 1
-        if position == start:  # an invalid priority: _store answers it
-            results.append(self._store(ctx, first, start))
-            return start + 1
         return position
 
     def _find_level(self, txn: Txn, mail_id: str, seq: int, group: str | None = None) -> int | None:
@@ -504,16 +483,20 @@ class State:
         delete and a few dict operations; the group is filled once. Returns the next position."""
         first = commands[start]
         mail_id, name = first.mail_id, first.group
+        after = commands[start + 1] if start + 1 < len(commands) else None
+        if type(after) is not c.Ack or after.mail_id != mail_id:  # one alone: not worth setting up
+            results.append(self._ack(ctx, first, start))
+            return start + 1
         loaded = self._groups.get(mail_id)
         group = loaded.get(name) if loaded is not None and len(loaded) == 1 and first.kind == c.ACK else None
         mb = self._mailboxes.get(mail_id) if group is not None else None
         if mb is None or (mb.expires_ms and mb.expires_ms <= ctx.now):
             results.append(self._ack(ctx, first, start))
             return start + 1
-        inflight, pages, dirty, load = group.inflight, group.pages, group.dirty, group.load
+        inflight, release = group.inflight, groups.release
         delete, pack_u64, prefixes = ctx.txn.delete, keys.pack_u64, keys.message_prefixes(mail_id)
         tails = self._tails.get(mail_id)
-        ACK, page_shift = c.ACK, keys.PAGE_SHIFT
+        ACK = c.ACK
         position, count = start, len(commands)
         while position < count:  # by index: a slice per run would copy the rest of the batch
             command = commands[position]
@@ -528,18 +511,10 @@ class State:
             if position == start:
                 ctx.touch(group)
                 ctx.want_fill(mb, group)
-            del inflight[seq]
-            delete(key)  # _remove, inline
+            delete(key)  # _remove, for a mailbox with one group
             if tails is not None and tails[level] is not None:
                 tails[level].removed(seq)
-            page = seq >> page_shift  # groups.forget, inline
-            held = pages[page]
-            del held[seq]
-            if not held:
-                del pages[page]
-            dirty[page] = None
-            if entry.member in load:
-                load[entry.member] -= 1
+            release(group, seq)
             results.append(DONE)
             position += 1
         if position == start:
@@ -604,7 +579,6 @@ _RUNS: dict[type, Callable] = {c.StoreMessage: State._store_run, c.Ack: State._a
 
 _HANDLERS: dict[type, Callable] = {
     c.CreateMailbox: State._create,
-    c.StoreMessage: State._store,
     c.Ack: State._ack,
     c.DeleteMessage: State._delete,
     c.GroupJoin: State._join,
