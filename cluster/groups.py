@@ -59,10 +59,11 @@ class GroupState:
         self.name = name
         self.page_keys = keys.inflight_pages(mail_id, name)  # + pack_u64(page): a page's key
         self.rec = rec
-        self.pages = pages  # page (index_of_seq) -> its in-flight messages, in seq order
+        self.pages = pages  # page (seq >> PAGE_SHIFT) -> its in-flight messages, in seq order
         self.dirty: dict[int, None] = {}  # pages changed in this batch, written at its end
-        entries = sorted(((e.deadline_ms, seq), seq, e) for page in pages.values() for seq, e in page.items())
-        self.inflight = {seq: e for _, seq, e in entries}  # seq -> entry in deadline order (module docstring)
+        entries = sorted((item for page in pages.values() for item in page.items()),
+                         key=lambda item: (item[1].deadline_ms, item[0]))
+        self.inflight = dict(entries)  # seq -> entry in deadline order (module docstring)
         self.scheduled = bool(entries)  # the state's deadline heap has an entry for this group
         self.load: dict[str, int] = {member: 0 for member, _ in rec.members}
         for entry in self.inflight.values():
@@ -257,7 +258,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
         entry = Inflight(member, level, deadline, delivered + 1)
         inflight[seq] = entry
         load[member] += 1
-        if seq >> PAGE_SHIFT != page:  # its page (_hold, inline)
+        if seq >> PAGE_SHIFT != page:  # its page: pages[seq >> PAGE_SHIFT][seq] = entry, in seq order
             page = seq >> PAGE_SHIFT
             held = pages.get(page)
             if held is None:

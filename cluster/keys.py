@@ -11,7 +11,7 @@ one), so `Qabc\\0` never shares a prefix with `Qabc.d\\0`.
     E {expires_ms:8} {mail_id}          mailbox expiry index: a range scan by time
     D {mail_id} 0 {dedup id}            Nats-Msg-Id -> seq
     G {mail_id} 0 {group}               queue-group record
-    I {mail_id} 0 {group} 0 {page:8}    messages in flight to group members, one page per storing entry
+    I {mail_id} 0 {group} 0 {page:8}    messages in flight to group members, a page per 64 positions of an entry
     N {node} 0 {mail_id} 0 {group} 0 {member}       group members by node
     S {node}                            a node of the cluster: its boot, client URL and name
     A {origin} 0 {batch number:8}       batches already applied (a resent batch is skipped)

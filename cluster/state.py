@@ -8,9 +8,10 @@ mailboxes, ack deadlines that passed), then runs each command's handler, and com
 everything in one WriteBatch with the new applied index.
 
 A busy work queue's entries are hundreds of stores to one mailbox and of acks by its
-group's members, so runs of those are taken in bulk (`_store_run`, `_ack_run`): what is
-the same for the whole run is looked up once. They give exactly the results, effects and
-state of one handler per command, and hand anything unusual to that handler.
+group's members, so those are taken in runs (`_store_run`, `_ack_run`): what is the same
+for the whole run is looked up once. A run gives exactly the results, effects and state
+of taking its commands one by one; an ack that is not a member's ACK of a message it
+holds goes to the one-command handler `_ack`.
 
 Rules that keep every node identical: no clock, no randomness, no iteration over
 unordered sets, no exceptions out of apply. Domain errors are `Failure` results; a

@@ -82,16 +82,17 @@ def _applied_index(it) -> int:
 
 _WORD_BYTES = tuple(w.encode() for w in c.WORDS)
 _MQ9_HEADERS = b"NATS/1.0\r\nmq9-msg-id: %d\r\nmq9-priority: %s\r\nmq9-ts: %d\r\nmq9-delivery: %d\r\n"
+_MQ9_ONLY_HEADERS = _MQ9_HEADERS + b"\r\n"  # the whole block when the sender sent none
 
 
 def headers_for(seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None) -> bytes:
     """The delivered message's NATS/1.0 block: mq9 headers, then the sender's own."""
+    if not sender:
+        return _MQ9_ONLY_HEADERS % (seq, _WORD_BYTES[word], ts_ms, delivery)
     block = _MQ9_HEADERS % (seq, _WORD_BYTES[word], ts_ms, delivery)
-    if sender:
-        first = sender.find(b"\r\n")
-        rest = sender[first + 2:] if first >= 0 else b""
-        return block + (rest if rest.endswith(b"\r\n\r\n") or rest == b"\r\n" else rest + b"\r\n")
-    return block + b"\r\n"
+    first = sender.find(b"\r\n")
+    rest = sender[first + 2:] if first >= 0 else b""
+    return block + (rest if rest.endswith(b"\r\n\r\n") or rest == b"\r\n" else rest + b"\r\n")
 
 
 def frame(ms: MailboxSub, seq: int, word: int, ts_ms: int, delivery: int, sender: bytes | None,
@@ -118,7 +119,10 @@ class RecentMessages:
     `max_bytes` (payloads and headers), it becomes the old one and the previous old one is
     dropped. So memory stays under `max_bytes`, a message is kept at least while half of
     that is stored after it (a backlog of 40,000 small tasks), and one never handed out
-    (deleted first, at a level no group takes) is gone after two generations."""
+    (deleted first, at a level no group takes) is gone after two generations.
+
+    A message deleted between its hand-out and its delivery here still goes out, as it
+    would have had it been sent a moment earlier (a RocksDB read found it gone)."""
 
     __slots__ = ("young", "old", "young_bytes", "max_bytes")
 
@@ -154,8 +158,6 @@ class Delivery:
         self.waiting_members: dict[str, list[MailboxSub]] = {}  # mailbox not there yet
         self.watchers: list[MailboxSub] = []
         self.by_sub: dict[Subscription, MailboxSub] = {}
-        # A message deleted between its hand-out and its delivery still goes out, as it
-        # would had it been sent a moment earlier.
         self.member_count: dict[str, int] = {}  # mail_id -> local members
         self.recent = RecentMessages()
         replicator.add_listener(self.on_effects)
@@ -363,7 +365,7 @@ class Delivery:
             decode, unpack = records.decode_message, keys.unpack_u64
             subjects, sid = ms.subjects, sub.sid
             ack_head, ack_tail = subj.ACK_PREFIX, ms.ack_tail
-            first_delivery, frame_format, words = _MQ9_HEADERS + b"\r\n", HMSG_NUMBERED_REPLY, _WORD_BYTES
+            only_mq9, frame_format, words = _MQ9_ONLY_HEADERS, HMSG_NUMBERED_REPLY, _WORD_BYTES
             for level in range(c.LEVELS):
                 if not ms.levels & (1 << level):
                     continue
@@ -379,7 +381,7 @@ class Delivery:
                     if bulk:  # frame(), inline, and its headers too: a catch-up builds thousands in a row
                         word, payload = msg.word, msg.payload
                         if msg.headers is None:
-                            hdrs = first_delivery % (seq, words[word], msg.ts_ms, 1)
+                            hdrs = only_mq9 % (seq, words[word], msg.ts_ms, 1)
                         else:
                             hdrs = headers_for(seq, word, msg.ts_ms, 1, msg.headers)
                         frames.append(frame_format % (subjects[word], sid, ack_head, seq, ack_tail, len(hdrs),
