@@ -35,16 +35,14 @@ group was and redeliveries keep counting. It goes away with its mailbox.
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cluster import keys, records
 from cluster.commands import LEVELS
-from cluster.effects import MessageAssigned
+from cluster.effects import Effect, MessageAssigned
 from cluster.keys import PAGE_SHIFT
-
-if TYPE_CHECKING:
-    from cluster.state import Apply
-
+from cluster.store import Txn
+from cluster.tails import LevelTail
 
 Page = dict[int, records.Inflight]  # seq -> entry, in seq order
 
@@ -77,12 +75,37 @@ class GroupState:
         return None
 
 
+class GroupIndex(Protocol):
+    """What queue groups need of the state machine's caches (`cluster.state.State`)."""
+
+    def groups_of(self, txn: Txn, mail_id: str) -> dict[str, GroupState]: ...
+    def last_seqs(self, txn: Txn, mail_id: str) -> list[int]: ...
+    def tail(self, mail_id: str, level: int, last: list[int]) -> LevelTail: ...
+    def schedule(self, group: GroupState, deadline_ms: int) -> None: ...
+
+
+class Batch(Protocol):
+    """The batch being applied, as queue groups see it (`cluster.state.Apply`).
+
+    Groups own these two narrow interfaces, so this module needs nothing of the state
+    machine's: state imports groups, never the other way round."""
+
+    state: GroupIndex
+    txn: Txn
+    now: int
+    effects: list[Effect]
+
+    def touch(self, group: GroupState) -> None: ...
+    def untouch(self, group: GroupState) -> None: ...
+    def want_fill(self, mailbox: records.Mailbox, group: GroupState) -> None: ...
+
+
 def first_deadline(group: GroupState) -> int:
     """When the group's first in-flight message is due (it has one)."""
     return next(iter(group.inflight.values())).deadline_ms
 
 
-def load(txn, mail_id: str) -> dict[str, GroupState]:
+def load(txn: Txn, mail_id: str) -> dict[str, GroupState]:
     """Every group of a mailbox, from the store (committed state plus this batch)."""
     out: dict[str, GroupState] = {}
     prefix = keys.groups(mail_id)
@@ -95,7 +118,7 @@ def load(txn, mail_id: str) -> dict[str, GroupState]:
     return out
 
 
-def write_pages(txn, group: GroupState) -> None:
+def write_pages(txn: Txn, group: GroupState) -> None:
     """Write the pages this batch changed (delete the ones it emptied)."""
     pages, prefix, pack_u64, encode = group.pages, group.page_keys, keys.pack_u64, records.encode
     for page in group.dirty:
@@ -128,7 +151,7 @@ def migrate_legacy_keys(store) -> int:
     return sum(len(held) for held in pages.values())
 
 
-def join(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str, node: str, levels: int) -> None:
+def join(ctx: Batch, mailbox: records.Mailbox, name: str, member: str, node: str, levels: int) -> None:
     groups = ctx.state.groups_of(ctx.txn, mailbox.mail_id)
     group = groups.get(name)
     if group is None:
@@ -145,7 +168,7 @@ def join(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str, node: s
     ctx.want_fill(mailbox, group)
 
 
-def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> bool:
+def leave(ctx: Batch, mailbox: records.Mailbox, name: str, member: str) -> bool:
     """Remove a member; its in-flight messages go back for redelivery. False if unknown."""
     groups = ctx.state.groups_of(ctx.txn, mailbox.mail_id)
     group = groups.get(name)
@@ -162,7 +185,7 @@ def leave(ctx: "Apply", mailbox: records.Mailbox, name: str, member: str) -> boo
     return True
 
 
-def drop(ctx: "Apply", group: GroupState) -> None:
+def drop(ctx: Batch, group: GroupState) -> None:
     """Delete a group (its mailbox expired): its record and in-flight pages."""
     prefix = group.page_keys
     ctx.txn.delete_range(prefix, keys.end_of(prefix))
@@ -185,14 +208,14 @@ def release(group: GroupState, seq: int) -> records.Inflight | None:
     return entry
 
 
-def take_back(ctx: "Apply", group: GroupState, seq: int) -> None:
+def take_back(ctx: Batch, group: GroupState, seq: int) -> None:
     """Move an in-flight message to the redelivery list (it keeps its delivery count)."""
     entry = release(group, seq)
     bisect.insort(group.rec.redeliver, (entry.level, seq, entry.delivery))
     ctx.touch(group)
 
 
-def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
+def forget(ctx: Batch, group: GroupState, level: int, seq: int) -> bool:
     """A message left the mailbox: drop it from the group. True if a member got room."""
     if release(group, seq) is not None:
         ctx.touch(group)
@@ -206,7 +229,7 @@ def forget(ctx: "Apply", group: GroupState, level: int, seq: int) -> bool:
     return False
 
 
-def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) -> bool:
+def extend(ctx: Batch, mailbox: records.Mailbox, group: GroupState, seq: int) -> bool:
     """+WPI: push the ack deadline of an in-flight message out by ack_wait."""
     entry = group.inflight.get(seq)
     if entry is None:
@@ -222,7 +245,7 @@ def extend(ctx: "Apply", mailbox: records.Mailbox, group: GroupState, seq: int) 
     return True
 
 
-def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
+def fill(ctx: Batch, mailbox: records.Mailbox, group: GroupState) -> None:
     """Hand out messages while some member has room and something is waiting.
 
     Runs for every batch with stores or acknowledgements, so it works in bulk: it counts
@@ -278,7 +301,7 @@ def fill(ctx: "Apply", mailbox: records.Mailbox, group: GroupState) -> None:
     ctx.touch(group)
 
 
-def _candidates(ctx: "Apply", group: GroupState, want: int) -> list[tuple[int, int, int]]:
+def _candidates(ctx: Batch, group: GroupState, want: int) -> list[tuple[int, int, int]]:
     """Up to `want` (level, seq, deliveries so far) this group should hand out next, in
     order: highest level first; within a level the redelivery list (older) before what is
     stored past the cursor. Takes them: the cursors move past what is returned."""

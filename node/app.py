@@ -17,11 +17,11 @@ import signal
 import uvloop
 
 from cluster.replicator import Replicator
-from node.cluster_view import ClusterView
+from node.mq9.cluster_view import ClusterView
 from node.config import Settings
-from node.mq9 import MailboxAPI
-from node.routes import RouteManager
-from node.server import Server
+from node.mq9.api import MailboxAPI
+from node.nats.routes import RouteManager
+from node.nats.server import Server
 
 log = logging.getLogger("mq9.node")
 

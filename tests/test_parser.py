@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from node import errors
-from node.ops import PING, PONG, Connect, ProtocolError, Pub, Sub, Unsub
-from node.parser import Parser
+from node.nats import errors
+from node.nats.ops import PING, PONG, Connect, ProtocolError, Pub, Sub, Unsub
+from node.nats.parser import Parser
 
 SAMPLES: list[tuple[bytes, list]] = [
     (b"PING\r\n", [PING]),
@@ -157,8 +157,8 @@ def test_valid_ops_then_garbage(prefix_samples, garbage):
 def test_a_mailbox_frame_built_with_one_format_is_the_frame_append_msg_writes():
     """Deliveries and catch-ups build HMSG frames with `wire.HMSG_NUMBERED_REPLY`; the
     bytes must be those of the general framing, which the parser reads back."""
-    from node import wire
-    from node.delivery import headers_for
+    from node.nats import wire
+    from node.mq9.delivery import headers_for
 
     for sender in (None, b"NATS/1.0\r\nX-Trace: abc\r\n\r\n"):
         for seq, payload in ((1, b""), (123456789 << 16, b"x" * 300)):

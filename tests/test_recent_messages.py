@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cluster.effects import MessageStored
-from node.delivery import RecentMessages
+from node.mq9.delivery import RecentMessages
 
 
 def _stored(seq: int, size: int = 100, headers: bytes | None = None) -> MessageStored:

@@ -33,13 +33,13 @@ from cluster import commands as c
 from cluster import keys, records
 from cluster.effects import Failure, MailboxCreated, MailboxExpired, MembersDropped, MessageAssigned, MessageStored
 from cluster.replicator import Replicator
-from node import mq9_subjects as subj
-from node.subjects import Subscription
-from node.wire import HMSG_NUMBERED_REPLY
+from node.mq9 import subjects as subj
+from node.nats.subjects import Subscription
+from node.nats.wire import HMSG_NUMBERED_REPLY
 
 if TYPE_CHECKING:
-    from node.connection import ClientConnection
-    from node.server import Server
+    from node.nats.connection import ClientConnection
+    from node.nats.server import Server
 
 log = logging.getLogger("mq9.delivery")
 

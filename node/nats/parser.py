@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import msgspec
 
-from node import errors
-from node.ops import INFO, PING, PONG, Connect, Op, ProtocolError, Pub, Sub, Unsub
+from node.nats import errors
+from node.nats.ops import INFO, PING, PONG, Connect, Op, ProtocolError, Pub, Sub, Unsub
 
 MAX_CONTROL_LINE = 4096
 _connect_decoder = msgspec.json.Decoder(Connect)

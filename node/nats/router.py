@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node import wire
-from node.subjects import Sublist, Subscription
+from node.nats import wire
+from node.nats.subjects import Sublist, Subscription
 
 
 class Router:

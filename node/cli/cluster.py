@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from node.cli_mailbox import ServerOpt, _servers
+from node.cli.client import ServerOpt, servers_of
 
 console = Console()
 cluster_app = typer.Typer(help="Inspect a running cluster.", no_args_is_help=True)
@@ -44,7 +44,7 @@ async def _node_status(url: str, timeout: float) -> dict:
 
 async def gather_status(servers: list[str], timeout: float = 3.0) -> dict:
     """Every reachable node's status, found from the given URLs and their connect_urls."""
-    todo = list(_servers(servers))
+    todo = list(servers_of(servers))
     seen: set[str] = set()
     nodes: list[dict] = []
     errors: dict[str, str] = {}

@@ -23,15 +23,33 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from node import errors, wire
-from node.ops import Connect, Ping, Pong, ProtocolError, Pub, Sub, Unsub
-from node.parser import Parser
-from node.subjects import Subscription, valid_literal_subject, valid_subject
+from node.config import Settings
+from node.nats import errors, wire
+from node.nats.ops import Connect, Ping, Pong, ProtocolError, Pub, Sub, Unsub
+from node.nats.parser import Parser
+from node.nats.subjects import Subscription, valid_literal_subject, valid_subject
 
-if TYPE_CHECKING:
-    from node.server import Server
+
+class ConnectionHost(Protocol):
+    """What a connection asks of the server that accepted it (`node.nats.server.Server`).
+
+    The connection owns this narrow interface, so it needs nothing of the server's
+    module: the server imports the connection, never the other way round."""
+
+    settings: Settings
+    slow_consumers: int
+
+    def client_opened(self, client: ClientConnection) -> None: ...
+    def client_closed(self, client: ClientConnection) -> None: ...
+    def info_line(self, client: ClientConnection) -> bytes: ...
+    def publish(self, client: ClientConnection, op: Pub) -> None: ...
+    def subscribe(self, client: ClientConnection, sub: Subscription) -> bytes | None: ...
+    def unsubscribe(self, client: ClientConnection, sub: Subscription) -> None: ...
+    def mark_dirty(self, client: ClientConnection) -> None: ...
+    def flush_dirty(self) -> None: ...
+
 
 log = logging.getLogger("mq9.client")
 
@@ -44,7 +62,7 @@ class ClientConnection(asyncio.Protocol):
 
     is_route = False
 
-    def __init__(self, server: "Server", cid: int) -> None:
+    def __init__(self, server: ConnectionHost, cid: int) -> None:
         self.server = server
         self.cid = cid
         self.parser = Parser(server.settings.max_payload)

@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from node import cli_cluster, cli_mailbox
+from node.cli import cluster as cli_cluster
+from node.cli import mailbox as cli_mailbox
 from node.config import Settings, parse_hostport
 
 app = typer.Typer(
@@ -112,8 +113,8 @@ def serve(
     ),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
-    from node import app as node_app
-    from node import logs
+    from node import app as node_app  # only `serve` loads the node (uvloop, RocksDB, PySyncObj):
+    from node import logs  # the client commands start quickly without them
 
     logs.setup(log_level)
     settings = _settings_from_flags(

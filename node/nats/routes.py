@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from node.route_parser import RouteError, RouteHello, RouteMsg, RouteParser, RoutePing, RouteSub, rmsg
-from node.subjects import Subscription
+from node.nats.route_parser import RouteError, RouteHello, RouteMsg, RouteParser, RoutePing, RouteSub, rmsg
+from node.nats.subjects import Subscription
 
 if TYPE_CHECKING:
-    from node.server import Server
+    from node.nats.server import Server
 
 log = logging.getLogger("mq9.routes")
 

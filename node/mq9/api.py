@@ -24,17 +24,17 @@ from cluster import commands as c
 from cluster import keys, records
 from cluster.effects import Created, Failure, Result, Stored
 from cluster.replicator import Replicator
-from node import errors
-from node import mq9_subjects as subj
-from node.delivery import Delivery
-from node.ops import Pub
-from node.subjects import Subscription
-from node.wire import header_value
+from node.nats import errors
+from node.mq9 import subjects as subj
+from node.mq9.delivery import Delivery
+from node.nats.ops import Pub
+from node.nats.subjects import Subscription
+from node.nats.wire import header_value
 
 if TYPE_CHECKING:
     from node.config import Settings
-    from node.connection import ClientConnection
-    from node.server import Server
+    from node.nats.connection import ClientConnection
+    from node.nats.server import Server
 
 log = logging.getLogger("mq9.api")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import msgspec
 
-from node.parser import MAX_CONTROL_LINE, _parse_size
+from node.nats.parser import MAX_CONTROL_LINE, _parse_size
 
 
 class RouteHello(msgspec.Struct, gc=False):

@@ -23,7 +23,7 @@ from cluster.replicator import Replicator
 
 if TYPE_CHECKING:
     from node.config import Settings
-    from node.server import Server
+    from node.nats.server import Server
 
 log = logging.getLogger("mq9.cluster")
 

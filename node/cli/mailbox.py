@@ -1,7 +1,6 @@
 """Mailbox commands for people: create, send, sub, list, info, public.
 
-They are ordinary NATS clients (nats-py), exactly like an agent: they talk to any node
-given with `--server` (one or more URLs; `MQ9_SERVER` or `NATS_URL` also work). Output
+Each is a NATS client built on `node.cli.client` (options, connect, request). Output
 is a rich table or line for people, or JSON (one object per line for streams) with
 `--json` for scripts. Errors from the broker are printed with their code and make the
 command exit with status 1.
@@ -12,70 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
-
-ServerOpt = typer.Option(
-    ["nats://127.0.0.1:4222"], "--server", "-s", envvar=["MQ9_SERVER", "NATS_URL"],
-    help="NATS URL of any node; repeat or comma-separate for several.",
-)
-JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
-TimeoutOpt = typer.Option(5.0, "--timeout", help="Seconds to wait for a reply.")
-
-
-def _servers(values: list[str]) -> list[str]:
-    out = []
-    for v in values:
-        out.extend(p.strip() for p in v.split(",") if p.strip())
-    return [u if "://" in u else f"nats://{u}" for u in out]
-
-
-async def _connect(servers: list[str]):
-    import nats
-
-    return await nats.connect(servers=_servers(servers), connect_timeout=3, max_reconnect_attempts=3,
-                              allow_reconnect=True, name="mq9-cli")
-
-
-def _fail(text: str, code: int | None = None) -> None:
-    err_console.print(f"[red]error[/red]{f' {code}' if code else ''}: {text}")
-    raise typer.Exit(1)
-
-
-async def _request(servers: list[str], subject: str, body: bytes, timeout: float) -> dict:
-    from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
-
-    nc = await _connect(servers)
-    try:
-        msg = await nc.request(subject, body, timeout=timeout)
-    except NatsTimeout:
-        _fail(f"no reply within {timeout}s")
-    except NoRespondersError:
-        _fail("no responders (is this an mq9 node?)")
-    finally:
-        await nc.close()
-    reply = json.loads(msg.data)
-    if "error" in reply:
-        _fail(reply["error"], reply.get("code"))
-    return reply
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from node.cli.client import JsonOpt, ServerOpt, TimeoutOpt, connect, console, fail, print_json, request, when
 
 
 def register(app: typer.Typer) -> None:
@@ -103,12 +44,12 @@ def register(app: typer.Typer) -> None:
             body["ack_wait"] = ack_wait
         if max_in_flight is not None:
             body["max_in_flight"] = max_in_flight
-        reply = asyncio.run(_request(server, "$mq9.AI.MAILBOX.CREATE", json.dumps(body).encode(), timeout))
+        reply = asyncio.run(request(server, "$mq9.AI.MAILBOX.CREATE", json.dumps(body).encode(), timeout))
         if as_json:
-            _print_json(reply)
+            print_json(reply)
         else:
             state = "created" if reply["is_new"] else "already existed"
-            console.print(f"[bold]{reply['mail_id']}[/bold] ({state}, expires {_when(reply.get('expires_at'))})")
+            console.print(f"[bold]{reply['mail_id']}[/bold] ({state}, expires {when(reply.get('expires_at'))})")
 
     @app.command()
     def send(
@@ -125,7 +66,7 @@ def register(app: typer.Typer) -> None:
         for item in header:
             key, sep, value = item.partition(":")
             if not sep:
-                _fail(f"header {item!r} is not K:V")
+                fail(f"header {item!r} is not K:V")
             headers[key.strip()] = value.strip()
         if msg_id:
             headers["Nats-Msg-Id"] = msg_id
@@ -133,21 +74,21 @@ def register(app: typer.Typer) -> None:
         async def run() -> dict:
             from nats.errors import TimeoutError as NatsTimeout
 
-            nc = await _connect(server)
+            nc = await connect(server)
             try:
                 msg = await nc.request(f"$mq9.AI.MAILBOX.MSG.{mail_id}.{priority}", payload, timeout=timeout,
                                        headers=headers or None)
             except NatsTimeout:
-                _fail(f"no reply within {timeout}s")
+                fail(f"no reply within {timeout}s")
             finally:
                 await nc.close()
             return json.loads(msg.data)
 
         reply = asyncio.run(run())
         if "error" in reply:
-            _fail(reply["error"], reply.get("code"))
+            fail(reply["error"], reply.get("code"))
         if as_json:
-            _print_json(reply)
+            print_json(reply)
         else:
             console.print(f"stored [bold]{reply['msg_id']}[/bold] in {reply['mail_id']} ({priority})")
 
@@ -164,7 +105,7 @@ def register(app: typer.Typer) -> None:
         """Print stored messages (highest priority first), then new ones as they arrive."""
 
         async def run() -> None:
-            nc = await _connect(server)
+            nc = await connect(server)
             got = 0
             done = asyncio.Event()
             last = asyncio.get_running_loop().time()
@@ -176,7 +117,7 @@ def register(app: typer.Typer) -> None:
                 word = msg.subject.rsplit(".", 1)[-1]
                 text = msg.data.decode(errors="replace")
                 if as_json:
-                    _print_json({"msg_id": h.get("mq9-msg-id"), "priority": word, "ts": int(h.get("mq9-ts", 0)),
+                    print_json({"msg_id": h.get("mq9-msg-id"), "priority": word, "ts": int(h.get("mq9-ts", 0)),
                                  "delivery": int(h.get("mq9-delivery", 1)), "payload": text,
                                  "headers": {k: v for k, v in h.items() if not k.startswith("mq9-")}})
                 else:
@@ -211,16 +152,16 @@ def register(app: typer.Typer) -> None:
         server: list[str] = ServerOpt, as_json: bool = JsonOpt, timeout: float = TimeoutOpt,
     ) -> None:
         """List a mailbox's stored messages in delivery order (no payloads)."""
-        reply = asyncio.run(_request(server, f"$mq9.AI.MAILBOX.LIST.{mail_id}", b"{}", timeout))
+        reply = asyncio.run(request(server, f"$mq9.AI.MAILBOX.LIST.{mail_id}", b"{}", timeout))
         if as_json:
-            _print_json(reply)
+            print_json(reply)
             return
         table = Table(title=f"{mail_id}: {len(reply['messages'])} message(s)")
         table.add_column("msg id", style="bold")
         table.add_column("priority", style="cyan")
         table.add_column("stored at")
         for item in reply["messages"]:
-            table.add_row(item["msg_id"], item["priority"], _when(item["ts"]))
+            table.add_row(item["msg_id"], item["priority"], when(item["ts"]))
         console.print(table)
 
     @app.command()
@@ -229,14 +170,14 @@ def register(app: typer.Typer) -> None:
         server: list[str] = ServerOpt, as_json: bool = JsonOpt, timeout: float = TimeoutOpt,
     ) -> None:
         """Show a mailbox's settings, message counts and queue groups."""
-        reply = asyncio.run(_request(server, f"$mq9.AI.MAILBOX.INFO.{mail_id}", b"{}", timeout))
+        reply = asyncio.run(request(server, f"$mq9.AI.MAILBOX.INFO.{mail_id}", b"{}", timeout))
         if as_json:
-            _print_json(reply)
+            print_json(reply)
             return
         table = Table(title=mail_id, show_header=False)
         for key in ("public", "name", "desc", "ttl", "ack_wait", "max_in_flight"):
             table.add_row(key, str(reply[key]))
-        table.add_row("expires", _when(reply["expires_at"]))
+        table.add_row("expires", when(reply["expires_at"]))
         table.add_row("messages", ", ".join(f"{k} {v}" for k, v in reply["messages"].items()))
         for group in reply["groups"]:
             table.add_row(f"group {group['name']}", f"{len(group['members'])} member(s), {group['in_flight']} in flight")
@@ -249,25 +190,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List public mailboxes (discovery), or watch them come and go."""
         if not watch:
-            reply = asyncio.run(_request(server, "$mq9.AI.PUBLIC.LIST", b"{}", timeout))
+            reply = asyncio.run(request(server, "$mq9.AI.PUBLIC.LIST", b"{}", timeout))
             if as_json:
-                _print_json(reply)
+                print_json(reply)
                 return
             table = Table(title=f"{len(reply['mailboxes'])} public mailbox(es)")
             for col in ("mail id", "description", "ttl", "expires"):
                 table.add_column(col)
             for mb in reply["mailboxes"]:
-                table.add_row(mb["mail_id"], mb["desc"], str(mb["ttl"]), _when(mb["expires_at"]))
+                table.add_row(mb["mail_id"], mb["desc"], str(mb["ttl"]), when(mb["expires_at"]))
             console.print(table)
             return
 
         async def run() -> None:
-            nc = await _connect(server)
+            nc = await connect(server)
 
             async def on_event(msg) -> None:
                 event = json.loads(msg.data)
                 if as_json:
-                    _print_json(event)
+                    print_json(event)
                 else:
                     console.print(f"[cyan]{event['event']:>8}[/cyan] {event['mail_id']} {event.get('desc', '')}")
 

@@ -18,12 +18,12 @@ import logging
 import os
 from typing import Any, Protocol
 
-from node import wire
+from node.nats import wire
 from node.config import Settings
-from node.connection import ClientConnection
-from node.ops import Pub
-from node.router import Router
-from node.subjects import Subscription
+from node.nats.connection import ClientConnection
+from node.nats.ops import Pub
+from node.nats.router import Router
+from node.nats.subjects import Subscription
 
 log = logging.getLogger("mq9.server")
 
