@@ -9,11 +9,14 @@ list to `send` when any of these holds:
   comes first, never exceeding `hard_in_flight`.
 Under light load a command therefore goes out at once (no added latency); under heavy
 load batches grow until each commit carries everything that queued behind the last.
+`send` also gets when the batch's first command came, so the replicator can tell how
+long a store waited in all (the store latency of the metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable
 
 from cluster.commands import Command, encoded_size
@@ -25,7 +28,7 @@ class Batcher:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        send: Callable[[list[Command], list[Callable]], None],
+        send: Callable[[list[Command], list[Callable], float], None],
         max_commands: int = 1024,
         max_bytes: int = 1 << 20,
         max_in_flight: int = 2,
@@ -43,11 +46,14 @@ class Batcher:
         self._commands: list[Command] = []
         self._callbacks: list[Callable] = []  # one per command, called with its Result
         self._bytes = 0
+        self._opened = 0.0  # when the first command of the open batch came (time.monotonic)
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
         self.batches_sent = 0
         self.commands_sent = 0
 
     def add(self, command: Command, callback: Callable) -> None:
+        if not self._commands:
+            self._opened = time.monotonic()
         self._commands.append(command)
         self._callbacks.append(callback)
         self._bytes += encoded_size(command)
@@ -77,7 +83,7 @@ class Batcher:
         self.in_flight += 1
         self.batches_sent += 1
         self.commands_sent += len(commands)
-        self._send(commands, callbacks)
+        self._send(commands, callbacks, self._opened)
 
     def done(self) -> None:
         """A batch committed or failed: send what queued behind it."""

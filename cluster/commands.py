@@ -19,6 +19,7 @@ import msgspec
 WORDS = ("critical", "urgent", "high", "normal", "low")
 WORD_LEVEL = {"critical": 0, "urgent": 1, "high": 1, "normal": 2, "low": 3}
 LEVELS = 4
+LEVEL_NAMES = ("critical", "urgent", "normal", "low")  # each level's name where counts are shown (INFO, /mailboxz)
 ALL_LEVELS = (1 << LEVELS) - 1  # a bitmask over levels
 WORD_INDEX = {w: i for i, w in enumerate(WORDS)}
 WORD_INDEX_LEVEL = tuple(WORD_LEVEL[w] for w in WORDS)

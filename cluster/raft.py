@@ -455,6 +455,14 @@ class RaftNode(SyncObj):
         leader = self._getLeader()
         return leader is not None and self.isNodeConnected(leader)
 
+    def log_bounds(self) -> tuple[int, int]:
+        """The first and last index the journal holds; what lies before the first is in
+        the last snapshot."""
+        journal = self._SyncObj__raftLog
+        if not len(journal):
+            return 0, 0
+        return journal[0][1], journal[-1][1]
+
     def leader_address(self) -> str | None:
         leader = self._getLeader()
         return leader.address if leader is not None else None

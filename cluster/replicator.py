@@ -45,6 +45,9 @@ from cluster.store import Store
 log = logging.getLogger("mq9.replicator")
 
 Listener = Callable[[int, list[Effect]], None]
+# (commands in the entry, seconds from Raft to applied, seconds from the first command's
+# arrival to applied): for this node's own batches; (n, None, None) for everyone else's
+BatchObserver = Callable[[int, float | None, float | None], None]
 RETRY_S = 0.05
 STALL_S = 0.5
 
@@ -52,12 +55,14 @@ STALL_S = 0.5
 class _Waiting:
     """A batch sent to Raft (or waiting for a leader to take it) and the clients awaiting it."""
 
-    __slots__ = ("callbacks", "timer", "blob", "ever_sent", "attempt", "sent_under")
+    __slots__ = ("callbacks", "timer", "blob", "ever_sent", "attempt", "sent_under", "opened", "sent")
 
-    def __init__(self, callbacks: list[Callable], timer: asyncio.TimerHandle, blob: bytes) -> None:
+    def __init__(self, callbacks: list[Callable], timer: asyncio.TimerHandle, blob: bytes, opened: float) -> None:
         self.callbacks = callbacks
         self.timer = timer
         self.blob = blob
+        self.opened = opened  # when its first command arrived (time.monotonic)
+        self.sent = time.monotonic()  # when it was made and first offered to Raft
         self.ever_sent = False  # handed to Raft once: from then on a timeout means "outcome unknown"
         self.attempt = 0  # which send is current; callbacks of earlier ones are ignored
         self.sent_under: tuple = ()  # (leader, term) when the current attempt was sent
@@ -102,6 +107,7 @@ class Replicator:
         self._batch_number = 0
         self._waiting: dict[int, _Waiting] = {}
         self._listeners: list[Listener] = []
+        self._observers: list[BatchObserver] = []
         self._tasks: list[asyncio.Task] = []
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -127,6 +133,10 @@ class Replicator:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        """Called once per applied entry (metrics: batch sizes, commit and store latency)."""
+        self._observers.append(observer)
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -154,12 +164,12 @@ class Replicator:
     def pending_writes(self) -> int:
         return sum(len(waiting.callbacks) for waiting in self._waiting.values())
 
-    def _send(self, commands: list[c.Command], callbacks: list[Callable]) -> None:
+    def _send(self, commands: list[c.Command], callbacks: list[Callable], opened: float) -> None:
         self._batch_number += 1
         number = self._batch_number
         batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
         timer = self._loop.call_later(self.write_timeout_s, self._deadline, number)
-        self._waiting[number] = _Waiting(callbacks, timer, c.encode_batch(batch))
+        self._waiting[number] = _Waiting(callbacks, timer, c.encode_batch(batch), opened)
         self._try_send(number)
 
     def _try_send(self, number: int) -> None:
@@ -227,17 +237,31 @@ class Replicator:
         self._loop.call_soon(self._applied, index, batch, results, effects)
 
     def _applied(self, index: int, batch: c.Batch, results: list[Result], effects: list[Effect]) -> None:
+        waiting = None
         if batch.origin == self.boot:
             waiting = self._waiting.pop(batch.number, None)
             if waiting is not None:
                 waiting.timer.cancel()
                 _call_all(waiting.callbacks, results)
                 self._batcher.done()
+        if self._observers:
+            self._observe(len(batch.commands), waiting)
         for listener in self._listeners:
             try:
                 listener(index, effects)
             except Exception:
                 log.exception("effect listener failed at index %d", index)
+
+    def _observe(self, commands: int, waiting: _Waiting | None) -> None:
+        commit_s = store_s = None
+        if waiting is not None:
+            now = time.monotonic()
+            commit_s, store_s = now - waiting.sent, now - waiting.opened
+        for observer in self._observers:
+            try:
+                observer(commands, commit_s, store_s)
+            except Exception:
+                log.exception("batch observer failed")
 
     # ---- time and membership ---------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Assemble one node's parts and run them until SIGTERM or SIGINT.
 
 The order is the data path's: the NATS front end (`Server`) first, so the client port
-answers as soon as possible, then the replicated store and the mq9 API on top of it.
+answers as soon as possible, then the replicated store and the mq9 API on top of it,
+routes, and last the monitoring port (`--monitor`), which reads all of them.
 On a signal the node drains: the listener closes, started writes finish, clients are
 flushed and closed, then the store shuts down.
 """
@@ -22,6 +23,8 @@ from node.config import Settings
 from node.mq9.api import MailboxAPI
 from node.nats.routes import RouteManager
 from node.nats.server import Server
+from node.ops.monitor import Monitor
+from node.ops.parts import NodeParts
 
 log = logging.getLogger("mq9.node")
 
@@ -40,7 +43,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     replicator.start()
     server = Server(settings)
     view = ClusterView(server, replicator, settings)
-    server.mq9 = MailboxAPI(server, replicator, settings, view)
+    api = server.mq9 = MailboxAPI(server, replicator, settings, view)
     # last listener: what an applied entry produced (replies, deliveries) leaves now, before
     # the leader's next Raft sends (cluster/raft.py defers those by a loop pass)
     replicator.add_listener(lambda _index, _effects: server.flush_dirty())
@@ -49,12 +52,18 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     routes = RouteManager(server, replicator.node_id, settings.route_listen, settings.route_peers(),
                           settings.cluster_secret)
     await routes.start()
+    monitor = None
+    if settings.monitor_listen is not None:
+        monitor = Monitor(NodeParts(settings, server, replicator, view, api, routes))
+        await monitor.start()
     log.info("Server %s is ready", settings.server_name)
     _tune_gc()
     if ready is not None:
         ready.set()
     await stop.wait()
     log.info("Signal received, draining")
+    if monitor is not None:
+        await monitor.stop()
     await routes.stop()
     await server.drain()
     await replicator.stop()

@@ -66,6 +66,9 @@ class Settings:
     tick_interval_s: float = 0.25
     compact_min_entries: int = 50_000  # Raft log entries before a snapshot ...
     compact_min_time_s: float = 120.0  # ... or seconds since the last one
+    # operating
+    monitor: str = ""  # HOST:PORT (or PORT, on 127.0.0.1) of the monitoring port; "" = off
+    log_format: str = "text"  # text (nats-server's layout) or json (one object per line)
 
     @property
     def raft_address(self) -> str:
@@ -89,6 +92,16 @@ class Settings:
             host, port = parse_hostport(peer)
             out[f"{host}:{port}"] = (host, port - (RAFT_PORT_OFFSET - ROUTE_PORT_OFFSET))
         return out
+
+    @property
+    def monitor_listen(self) -> tuple[str, int] | None:
+        """Where the monitoring HTTP server listens, or None when it is off."""
+        text = self.monitor.strip()
+        if not text:
+            return None
+        if text.isdigit():  # a bare port: loopback only, never every interface by surprise
+            return "127.0.0.1", int(text)
+        return parse_hostport(text)
 
     @property
     def client_url(self) -> str:

@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "node.logs": set(),
     "node.nats": {"node.config"},
     "node.mq9": {"node.nats", "node.config", "cluster"},
-    "node.app": {"node.nats", "node.mq9", "node.config", "node.logs", "cluster"},
+    "node.ops": {"node.nats", "node.mq9", "node.config", "cluster"},
+    "node.app": {"node.nats", "node.mq9", "node.ops", "node.config", "node.logs", "cluster"},
     "node.cli": {"node.config", "node.app", "node.logs"},
     "node": set(),  # node/__init__.py
     "harness": set(),  # starts nodes as processes, never imports them

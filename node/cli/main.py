@@ -12,6 +12,7 @@ import typer
 
 from node.cli import cluster as cli_cluster
 from node.cli import mailbox as cli_mailbox
+from node.cli import top as cli_top
 from node.config import Settings, parse_hostport
 
 app = typer.Typer(
@@ -44,6 +45,8 @@ def _settings_from_flags(
     compact_entries: int = 50_000,
     compact_seconds: float = 120.0,
     routes: str = "",
+    monitor: str = "",
+    log_format: str = "text",
 ) -> Settings:
     host, port = parse_hostport(listen, 4222)
     settings = Settings(
@@ -60,7 +63,11 @@ def _settings_from_flags(
         compact_min_entries=compact_entries,
         compact_min_time_s=compact_seconds,
         routes=routes,
+        monitor=monitor,
+        log_format=log_format,
     )
+    if settings.monitor:
+        settings.monitor_listen  # a bad HOST:PORT fails here, before anything starts
     if raft:
         raft_host, raft_port = parse_hostport(raft, port + 2000)
         settings = settings.replace(raft_host=raft_host, raft_port=raft_port)
@@ -111,21 +118,35 @@ def serve(
         "", "--routes", envvar="MQ9_ROUTES",
         help="HOST:PORT for core NATS routes between nodes \\[default: Raft host, Raft port - 1000]; peers' routes are their Raft port - 1000.",
     ),
+    monitor: str = typer.Option(
+        "", "--monitor", "-m", envvar="MQ9_MONITOR",
+        help="HOST:PORT (or PORT, on 127.0.0.1) for the HTTP monitoring port: /healthz, /varz, /connz, /raftz, "
+             "/mailboxz, /metrics and the web console \\[default: off; nats-server's is 8222].",
+    ),
+    log_format: str = typer.Option(
+        "text", "--log-format", envvar="MQ9_LOG_FORMAT", help="text (nats-server's layout) or json (one object per line, for log shippers).",
+    ),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
     from node import app as node_app  # only `serve` loads the node (uvloop, RocksDB, PySyncObj):
     from node import logs  # the client commands start quickly without them
 
-    logs.setup(log_level)
-    settings = _settings_from_flags(
-        name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending,
-        compact_entries, compact_seconds, routes,
-    )
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("text or json", param_hint="--log-format")
+    logs.setup(log_level, log_format)
+    try:
+        settings = _settings_from_flags(
+            name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending,
+            compact_entries, compact_seconds, routes, monitor, log_format,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc))
     node_app.run(settings)
 
 
 cli_mailbox.register(app)
 cli_cluster.register(app)
+cli_top.register(app)
 
 if __name__ == "__main__":
     app()

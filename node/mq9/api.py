@@ -77,6 +77,7 @@ class MailboxAPI:
         self.view = view
         self.delivery = Delivery(server, replicator)
         self.dropped = 0  # publishes without reply that could not be stored
+        self.acks = 0  # acknowledgements (of any kind) this node's clients sent
 
     # ---- the server's hooks ----------------------------------------------------------
 
@@ -208,6 +209,7 @@ class MailboxAPI:
         if kind is None:
             self._fail(client, op, 400, "unknown acknowledgement (use +ACK, -NAK, +WPI or +TERM)")
             return
+        self.acks += 1
         self._write(client, op, c.Ack(mail_id, seq, kind, group), _ok_body)
 
     def _delete(self, client: "ClientConnection", op: Pub, tail: bytes) -> None:
@@ -285,7 +287,7 @@ class MailboxAPI:
         if mb is None:
             return 404, f"mailbox {mail_id} not found".encode()
         store = self.replicator.store
-        counts = dict.fromkeys(("critical", "urgent", "normal", "low"), 0)
+        counts = dict.fromkeys(c.LEVEL_NAMES, 0)
         names = list(counts)
         prefix = keys.messages(mail_id)
         for key, _ in store.scan(prefix, keys.end_of(prefix)):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from typing import Protocol
 
@@ -91,9 +92,13 @@ class ClientConnection(asyncio.Protocol):
         self._writes_open: dict[int, None] = {}
         self._pongs_owed: deque[int] = deque()
         self._pause_reasons: set[str] = set()  # reading stops while any reason holds
-        # stats
+        # stats (the monitoring endpoints read them): messages published and delivered,
+        # bytes read from and written to the socket (protocol framing included)
         self.msgs_in = 0
         self.msgs_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started = time.time()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -136,6 +141,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.active = True
+        self.bytes_in += len(data)
         server = self.server
         for op in self.parser.feed(data):
             if self.closed:
@@ -274,6 +280,7 @@ class ClientConnection(asyncio.Protocol):
             return
         data = self.out
         self.out = bytearray()
+        self.bytes_out += len(data)
         transport = self.transport
         transport.write(data)
         if transport.get_write_buffer_size() > self.server.settings.max_pending:

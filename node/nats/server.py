@@ -16,6 +16,7 @@ import asyncio
 import base64
 import logging
 import os
+import time
 from typing import Any, Protocol
 
 from node.nats import wire
@@ -58,6 +59,9 @@ class Server:
         self.clients: dict[int, ClientConnection] = {}
         self.connect_urls: list[str] = []
         self.slow_consumers = 0
+        self.started = time.time()
+        self.total_connections = 0
+        self.closed_totals = [0, 0, 0, 0]  # msgs in, msgs out, bytes in, bytes out of closed clients
         self.routes_congested = False
         self._next_cid = 0
         self._dirty: list[ClientConnection] = []
@@ -134,6 +138,7 @@ class Server:
 
     def client_opened(self, client: ClientConnection) -> None:
         self.clients[client.cid] = client
+        self.total_connections += 1
         if self.routes_congested:
             client.pause("route congested")
 
@@ -152,10 +157,25 @@ class Server:
 
     def client_closed(self, client: ClientConnection) -> None:
         self.clients.pop(client.cid, None)
+        totals = self.closed_totals
+        totals[0] += client.msgs_in
+        totals[1] += client.msgs_out
+        totals[2] += client.bytes_in
+        totals[3] += client.bytes_out
         for sub in list(client.subs.values()):
             self.unsubscribe(client, sub)
         if self.mq9 is not None:
             self.mq9.on_client_closed(client)
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """Messages in and out, bytes in and out, since the node started (all clients)."""
+        m_in, m_out, b_in, b_out = self.closed_totals
+        for client in self.clients.values():
+            m_in += client.msgs_in
+            m_out += client.msgs_out
+            b_in += client.bytes_in
+            b_out += client.bytes_out
+        return m_in, m_out, b_in, b_out
 
     # ---- the data path ---------------------------------------------------------------
 

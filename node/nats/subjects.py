@@ -106,6 +106,10 @@ class Sublist:
         self._cache: dict[bytes, Match] = {}
         self.count = 0
 
+    def cache_size(self) -> int:
+        """How many subjects' matches are cached (nats-server's `num_cache`)."""
+        return len(self._cache)
+
     def insert(self, sub: Subscription) -> None:
         node = self._root
         for token in sub.subject.split(b"."):
