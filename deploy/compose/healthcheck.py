@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Container health check: does the node on this container answer `$mq9.AI.NODE.STATUS`?
+"""Container health check: the node's /healthz, or `$mq9.AI.NODE.STATUS` without a monitor port.
 
-Speaks the NATS protocol over a plain socket (no imports beyond the standard library, so
-a check costs about 30 ms of CPU every interval). Healthy means the node serves clients: a
-node cut off from its peers is still healthy here (it answers reads and says 503 to
-writes); whether it has a quorum is printed, and `mq9 cluster status` shows the cluster.
+With `MQ9_MONITOR` set (compose sets 0.0.0.0:8222), healthy means GET /healthz on that port
+answers 200: the node applies the log and reaches a leader with a majority; a node cut off
+from the majority turns unhealthy within a few seconds. Without it, the check speaks the
+NATS protocol over a plain socket and healthy means the node serves clients (a node cut
+off from its peers still answers reads). Standard library only, so a check costs about
+30 ms of CPU every interval.
 
-Exit 0 with one line such as `n1 follower leader=n2 applied=1234 quorum=True`, exit 1 when
-the node does not answer within the timeout.
+Exit 0 with one line such as `n1 follower leader=n2 applied=1234 quorum=True` (or
+`healthz: {"status": "ok"}`), exit 1 with the reason when unhealthy.
 
 usage: mq9-healthcheck [HOST:PORT]   (default 127.0.0.1 and the port of MQ9_LISTEN)
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -77,7 +80,24 @@ def node_status(host: str, port: int) -> dict:
                 raise ConnectionError(line.decode(errors="replace"))
 
 
+def healthz(monitor: str) -> int:
+    _, _, port = monitor.rpartition(":")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(port or monitor), timeout=TIMEOUT_S)
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace").strip().replace("\n", "")
+    except Exception as exc:
+        print(f"unhealthy: /healthz on port {port or monitor}: {exc or type(exc).__name__}")
+        return 1
+    print(f"healthz {response.status}: {body}")
+    return 0 if response.status == 200 else 1
+
+
 def main() -> int:
+    monitor = os.environ.get("MQ9_MONITOR", "")
+    if monitor and len(sys.argv) == 1:
+        return healthz(monitor)
     host, port = target()
     try:
         st = node_status(host, port)
