@@ -1,4 +1,4 @@
-# make run   - start one node in the foreground (client port 4222)
+# make run   - start one node in the foreground (clients on 4222, web console and monitoring on 8222)
 # make test  - the default test suite (a few minutes)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/mq9 serve
+	$(VENV)/bin/mq9 serve --monitor $${MQ9_MONITOR:-127.0.0.1:8222}
 
 test: $(STAMP)
 	tests/run_suite.sh default --timeout=300 --ignore=tests/faults --ignore=tests/bench tests

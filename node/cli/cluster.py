@@ -112,6 +112,8 @@ def local_cluster(
                                        help="Shared secret for Raft traffic."),
     log_level: str = typer.Option("info", "--log-level", help="Log level of every node."),
     name_prefix: Optional[str] = typer.Option("n", "--name-prefix", help="Nodes are named PREFIX1, PREFIX2, ..."),
+    monitor_port: int = typer.Option(8222, "--monitor-port", help="Monitoring port of the first node (the next are +1, "
+                                                                    "on 127.0.0.1); 0: no monitoring ports."),
 ) -> None:
     """Start a cluster of NODES nodes on loopback in the foreground, with their logs."""
     names = [f"{name_prefix}{i + 1}" for i in range(nodes)]
@@ -120,6 +122,8 @@ def local_cluster(
     for i, name in enumerate(names):
         cmd = [sys.executable, "-m", "node.cli", "serve", "--name", name, "--listen", f"127.0.0.1:{base_port + i}",
                "--data", os.path.join(data, name), "--raft", rafts[i], "--log-level", log_level]
+        if monitor_port:
+            cmd += ["--monitor", f"127.0.0.1:{monitor_port + i}"]
         for j, other in enumerate(rafts):
             if j != i:
                 cmd += ["--peer", other]
@@ -130,6 +134,9 @@ def local_cluster(
                                       start_new_session=True))
     urls = ",".join(f"nats://127.0.0.1:{base_port + i}" for i in range(nodes))
     console.print(f"[bold]{nodes} nodes[/bold]: {urls}  (Ctrl-C stops them)")
+    if monitor_port:
+        console.print(f"web console and monitoring: http://127.0.0.1:{monitor_port}/ (and ports up to "
+                      f"{monitor_port + nodes - 1})")
 
     def pump(i: int) -> None:
         color = COLORS[i % len(COLORS)]
