@@ -60,7 +60,8 @@ async def test_a_person_approves_an_agents_request_in_the_console(make_cluster, 
                 await expect(page.locator("#nodes tbody")).to_contain_text(node.name)
             await page.screenshot(path=os.path.join(shots, "console-cluster.png"))
 
-            await page.get_by_role("link", name="Mailboxes").first.click()
+            await page.get_by_role("link", name="Mailboxes").first.focus()  # from the keyboard
+            await page.keyboard.press("Enter")
             await expect(page.locator("h1")).to_have_text("Mailboxes")
             await page.get_by_label("Search mailboxes by name").fill("approv")
             link = page.get_by_role("link", name="approvals", exact=True)
@@ -76,6 +77,10 @@ async def test_a_person_approves_an_agents_request_in_the_console(make_cluster, 
             await expect(card).to_contain_text("deploy v2 to production", timeout=10000)
             await page.screenshot(path=os.path.join(shots, "console-approval.png"))
 
+            await page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+            await expect(card.get_by_role("button", name="Approve")).to_be_visible()
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            await page.screenshot(path=os.path.join(shots, "console-phone.png"))
             await card.get_by_role("button", name="Approve").click()
             await expect(card).to_contain_text("Approved: answer sent", timeout=10000)
             await browser.close()

@@ -127,6 +127,15 @@ function approvalOf(text) {
   }
 }
 
+function pretty(text) {
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "object" && value !== null ? JSON.stringify(value, null, 2) : text;
+  } catch (e) {
+    return text;
+  }
+}
+
 async function answer(card, mailId, message, approved) {
   const word = approved ? "Approve" : "Reject";
   if (!window.confirm(`${word} request ${message.msg_id}?`)) return;
@@ -150,7 +159,7 @@ async function answer(card, mailId, message, approved) {
 
 function messageCard(mailId, message) {
   const request = approvalOf(message.payload);
-  const payload = message.payload !== null ? message.payload : "(binary, base64) " + message.payload_b64;
+  const payload = message.payload === null ? "(binary, base64) " + message.payload_b64 : pretty(message.payload);
   const card = el("article", { class: "msg" + (request ? " approval" : ""), "data-msg-id": message.msg_id },
     el("div", { class: "msg-head" },
       el("span", {}, "msg ", el("strong", {}, message.msg_id)),
