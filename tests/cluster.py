@@ -1,4 +1,8 @@
-"""Helpers for multi-node tests: status, leader, convergence, the history checker."""
+"""Helpers for multi-node tests: status, leader, convergence, the history checker.
+
+Status, leader and convergence are the shared harness's (harness/raft_status.py), here
+in the tests' terms: lists of NodeProcess, of which only the live ones are asked.
+"""
 
 from __future__ import annotations
 
@@ -9,60 +13,26 @@ from dataclasses import dataclass, field
 
 import nats
 
-from tests.nodes import NodeProcess, wait_for
+from harness import raft_status
+from tests.nodes import NodeProcess
 
 
 async def status(node: NodeProcess, timeout: float = 2.0) -> dict:
-    nc = await nats.connect(node.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
-    try:
-        msg = await nc.request("$mq9.AI.NODE.STATUS", b"", timeout=timeout)
-        return json.loads(msg.data)
-    finally:
-        await nc.close()
+    return await raft_status.status(node.url, timeout)
+
+
+def _live(nodes: list[NodeProcess]):
+    return lambda: {n: n.url for n in nodes if n.alive()}
 
 
 async def leader_of(nodes: list[NodeProcess], timeout: float = 15.0) -> NodeProcess:
     """The node all live nodes agree leads (waits for one)."""
-    found: list[NodeProcess] = []
-
-    async def agreed() -> bool:
-        views = []
-        for n in nodes:
-            if n.alive():
-                try:
-                    views.append((n, await status(n)))
-                except Exception:
-                    return False
-        leaders = [n for n, s in views if s["state"] == "leader"]
-        if len(leaders) != 1:
-            return False
-        if not all(s["leader"] == leaders[0].raft_address for _, s in views):
-            return False
-        found[:] = leaders
-        return True
-
-    await wait_for(agreed, timeout, "one agreed leader")
-    return found[0]
+    return await raft_status.wait_leader(_live(nodes), timeout)
 
 
 async def wait_converged(nodes: list[NodeProcess], timeout: float = 30.0) -> list[dict]:
     """Wait until every live node applied the same index; return their statuses."""
-    result: list[dict] = []
-
-    async def same() -> bool:
-        views = [await status(n) for n in nodes if n.alive()]
-        indexes = {v["applied_index"] for v in views}
-        if len(indexes) == 1 and len({v["state_index"] for v in views}) == 1 \
-                and all(v["commit_index"] == v["applied_index"] for v in views):
-            result[:] = views
-            return True
-        return False
-
-    await wait_for(same, timeout, "all nodes to apply the same index", interval=0.1)
-    digests = {v["applied_digest"] for v in result}
-    assert len(digests) == 1, f"same applied index, different applied logs: {result}"
-    assert all(v["log_shrinks"] == 0 for v in result), result
-    return result
+    return list((await raft_status.wait_converged(_live(nodes), timeout)).values())
 
 
 async def mailbox_lists(nodes: list[NodeProcess], mail_ids: list[str]) -> list[dict[str, list[str]]]:
@@ -71,20 +41,11 @@ async def mailbox_lists(nodes: list[NodeProcess], mail_ids: list[str]) -> list[d
     for n in nodes:
         if not n.alive():
             continue
-        nc = await nats.connect(n.url, allow_reconnect=False)
-        lists = {}
-        for mail_id in mail_ids:
-            ids: list[str] = []
-            body = b"{}"
-            while True:  # page through long lists
-                reply = json.loads((await nc.request(f"$mq9.AI.MAILBOX.LIST.{mail_id}", body, timeout=5)).data)
-                ids += [m["msg_id"] for m in reply.get("messages", [])]
-                if not reply.get("truncated"):
-                    break
-                body = json.dumps({"after": ids[-1]}).encode()
-            lists[mail_id] = ids
-        await nc.close()
-        out.append(lists)
+        nc = await raft_status.connect(n.url)
+        try:
+            out.append({mail_id: await raft_status.list_ids(nc, mail_id) for mail_id in mail_ids})
+        finally:
+            await nc.close()
     return out
 
 

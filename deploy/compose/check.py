@@ -4,6 +4,9 @@ Every check speaks NATS (nats-py) to the published loopback ports 4222-4224, as 
 on the host would, and uses the docker CLI only to do what an operator does: kill a
 container, start it, crash its process, disconnect it from the `cluster` network.
 
+Leader, convergence and MAILBOX.LIST polling are the shared harness's (harness/
+raft_status.py, as in tests/), imported from this checkout.
+
 Prints `PASS name (detail)` or `FAIL name: reason` per check and, last,
 `checks: N passed, N failed`. Exit status 1 if any check failed.
 
@@ -21,8 +24,15 @@ import subprocess
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import nats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for harness/
+
+from harness import raft_status  # noqa: E402  (NODE.STATUS polling, shared with tests/)
+from harness.raft_status import request  # noqa: E402
+from harness.waiting import wait_for  # noqa: E402
 
 NODES = {"n1": "nats://127.0.0.1:4222", "n2": "nats://127.0.0.1:4223", "n3": "nats://127.0.0.1:4224"}
 COMPOSE = shlex.split(os.environ.get("MQ9T_COMPOSE", "docker-compose -p mq9test"))
@@ -74,100 +84,31 @@ async def connect(service: str, failover: bool = False):
         servers = [NODES[service]] + [u for s, u in NODES.items() if s != service]
         return await nats.connect(servers=servers, dont_randomize=True, connect_timeout=2,
                                   max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_quiet)
-    return await nats.connect(NODES[service], connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0,
-                              error_cb=_quiet)
+    return await raft_status.connect(NODES[service])
 
 
-async def request(nc, subject: str, body: bytes | dict = b"", timeout: float = 5.0, headers=None) -> dict:
-    if isinstance(body, dict):
-        body = json.dumps(body).encode()
-    msg = await nc.request(subject, body, timeout=timeout, headers=headers)
-    return json.loads(msg.data)
-
-
-async def status(service: str) -> dict:
-    nc = await connect(service)
-    try:
-        return await request(nc, "$mq9.AI.NODE.STATUS", timeout=2)
-    finally:
-        await nc.close()
-
-
-async def statuses(services) -> dict[str, dict | None]:
-    out: dict[str, dict | None] = {}
-    for s in services:
-        try:
-            out[s] = await status(s)
-        except Exception:
-            out[s] = None
-    return out
-
-
-async def wait_for(what: str, predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = await predicate()
-            if result:
-                return result
-        except Exception as exc:  # a node restarting refuses connections for a while
-            last_exc = exc
-        await asyncio.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+def urls(services) -> dict[str, str]:
+    return {s: NODES[s] for s in services}
 
 
 async def leader(services=tuple(NODES), timeout: float = 60.0) -> str:
     """The service all given nodes agree leads, with a quorum."""
-    async def agreed():
-        views = await statuses(services)
-        if any(v is None for v in views.values()):
-            return None
-        leaders = [s for s, v in views.items() if v["state"] == "leader" and v["has_quorum"]]
-        if len(leaders) == 1 and all(v["leader"] == views[leaders[0]]["raft"] for v in views.values()):
-            return leaders[0]
-        return None
-    return await wait_for(f"one leader agreed by {', '.join(services)}", agreed, timeout)
+    return await raft_status.wait_leader(urls(services), timeout, quorum=True, interval=0.5,
+                                         what=f"one leader agreed by {', '.join(services)}")
 
 
 async def list_ids(service: str, mail_id: str) -> list[str]:
     nc = await connect(service)
     try:
-        ids: list[str] = []
-        body: dict = {}
-        while True:  # page through long lists
-            reply = await request(nc, f"$mq9.AI.MAILBOX.LIST.{mail_id}", body, timeout=5)
-            if "error" in reply:
-                raise RuntimeError(f"LIST {mail_id} on {service}: {reply}")
-            ids += [m["msg_id"] for m in reply["messages"]]
-            if not reply.get("truncated"):
-                return ids
-            body = {"after": ids[-1]}
+        return await raft_status.list_ids(nc, mail_id, node=service)
     finally:
         await nc.close()
 
 
 async def converged(services=tuple(NODES), timeout: float = 90.0) -> str:
     """Wait until every node applied the same log and lists the same messages."""
-    async def same():
-        views = await statuses(services)
-        if any(v is None for v in views.values()):
-            return None
-        # the same commit index and the same applied index everywhere (the applied index
-        # counts our entries only, so it stays below the commit index after an election's
-        # no-op entry until the next write)
-        if len({v["applied_index"] for v in views.values()}) != 1:
-            return None
-        if len({v["commit_index"] for v in views.values()}) != 1:
-            return None
-        return views
-    views = await wait_for("the same applied index on " + ", ".join(services), same, timeout, interval=0.3)
-    digests = {v["applied_digest"] for v in views.values()}
-    if len(digests) != 1:
-        raise AssertionError(f"same applied index, different applied logs: {views}")
-    shrinks = {s: v["log_shrinks"] for s, v in views.items() if v.get("log_shrinks")}
-    if shrinks:
-        raise AssertionError(f"Raft logs shrank without a conflict: {shrinks}")
+    views = await raft_status.wait_converged(urls(services), timeout, interval=0.3,
+                                             what="the same applied index on " + ", ".join(services))
     for mail_id in MAILBOXES:
         lists = {s: await list_ids(s, mail_id) for s in services}
         first = lists[services[0]]
@@ -193,7 +134,7 @@ async def create(service: str, name: str) -> str:
 async def wait_healthy(cid: str, timeout: float = 90.0) -> None:
     async def healthy():
         return inspect(cid, "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}") == "running healthy"
-    await wait_for(f"container {cid[:12]} running and healthy", healthy, timeout, interval=1.0)
+    await wait_for(healthy, timeout, f"container {cid[:12]} running and healthy", interval=1.0)
 
 
 # ---- the checks ------------------------------------------------------------------------
@@ -257,7 +198,7 @@ async def check_routes() -> str:
                 except Exception:
                     return None
             return replies
-        replies = await wait_for("n3's responder to be reachable from n1 and n2", interest_everywhere, 30)
+        replies = await wait_for(interest_everywhere, 30, "n3's responder to be reachable from n1 and n2", interval=0.5)
         # core NATS keeps nothing: publish rounds until every subscriber has heard every node
         # (interest may still be on its way for the first round)
         got: dict[str, list[str]] = {s: [] for s in NODES}
@@ -387,7 +328,7 @@ async def check_crash_restart() -> str:
 
     async def restarted():
         return int(inspect(cid, "{{.RestartCount}}")) > before and inspect(cid, "{{.State.Status}}") == "running"
-    await wait_for(f"docker to restart {victim}", restarted, 60, interval=0.5)
+    await wait_for(restarted, 60, f"docker to restart {victim}", interval=0.5)
     await wait_healthy(cid)
     # a write through the restarted node, then everyone agrees
     nc = await connect(victim)
