@@ -130,18 +130,20 @@ class _TickNotifier:
 
 
 def wait_bindable(address: str, timeout_s: float = 10.0) -> None:
-    """Wait until the Raft port can be bound (a previous process may still hold it), or
-    raise OSError. PySyncObj, when not in a thread of its own, would spin on it. Probes
-    what PySyncObj binds: the wildcard address (0.0.0.0, or :: for an IPv6 address) at
-    the Raft port, whatever host the address names."""
+    """Wait until the Raft port can be bound on the host it names (a previous process may
+    still hold it), or raise OSError. PySyncObj, when not in a thread of its own, would
+    spin on it. PySyncObj binds exactly this address (`bindAddress` in make_conf), so a
+    Raft port given as 127.0.0.1:6222 is not reachable from other hosts."""
     host, _, port = address.rpartition(":")
-    ipv6 = ":" in host
+    host = host.strip("[]")
     deadline = monotonicTime() + timeout_s
     while True:
-        probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        probe = socket.socket(family, socket.SOCK_STREAM)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("::" if ipv6 else "0.0.0.0", int(port)))
+            probe.bind(sockaddr)
             return
         except OSError:
             if monotonicTime() > deadline:
@@ -153,7 +155,7 @@ def wait_bindable(address: str, timeout_s: float = 10.0) -> None:
 
 def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callable[[int, int], None],
               leader_fallback_s: float = 1.5, compact_min_entries: int = 50_000,
-              compact_min_time_s: float = 120.0) -> SyncObjConf:
+              compact_min_time_s: float = 120.0, bind_address: str | None = None) -> SyncObjConf:
     store = state.store
     dump = os.path.join(data_dir, "raft.snapshot")
     return SyncObjConf(
@@ -184,6 +186,8 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         dynamicMembershipChange=False,
         password=secret or None,
         onStateChanged=on_state_changed,
+        # bind the Raft address's own host, not PySyncObj's default of every interface
+        bindAddress=bind_address,
     )
 
 

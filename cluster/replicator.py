@@ -115,11 +115,16 @@ class Replicator:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._batcher = Batcher(self._loop, self._send)
-        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed,
+        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed, bind_address=self.raft_address,
                          compact_min_entries=self.compaction[0], compact_min_time_s=self.compaction[1])
         self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_in_tick, self._loop,
                              local_writes=lambda: bool(self._waiting))
         log.info("Raft listening on %s, peers %s", self.raft_address, ", ".join(self.peers) or "none (single node)")
+        host = self.raft_address.rpartition(":")[0].strip("[]")
+        if not self.secret and not (host.startswith("127.") or host in ("::1", "localhost")):
+            log.warning("No cluster secret: anyone who can reach the Raft port %s can take part in this cluster "
+                        "and run code in this node (PySyncObj unpickles what it receives); set --cluster-secret",
+                        self.raft_address)
         self._tasks.append(self._loop.create_task(self._ticker()))
         self._tasks.append(self._loop.create_task(self._announce_restart()))
         self._tasks.append(self._loop.create_task(self._watch_peers()))

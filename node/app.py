@@ -18,6 +18,7 @@ import signal
 import uvloop
 
 from cluster.replicator import Replicator
+from node.auth import config as security_config
 from node.mq9.cluster_view import ClusterView
 from node.config import Settings
 from node.mq9.api import MailboxAPI
@@ -35,13 +36,20 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    holder: dict = {}
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(settings, holder.get("server")))
+    security = security_config.load(settings)  # a bad config file stops the node here, before any port opens
     replicator = Replicator(
         settings.data_dir, settings.raft_address, list(settings.peers), settings.cluster_secret,
         settings.write_timeout_s, settings.tick_interval_s, settings.client_url, settings.server_name,
         compact_min_entries=settings.compact_min_entries, compact_min_time_s=settings.compact_min_time_s,
     )
     replicator.start()
-    server = Server(settings)
+    pid_file = os.path.join(settings.data_dir, "mq9.pid")  # for `mq9 reload`
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    server = Server(settings, security)
+    holder["server"] = server
     view = ClusterView(server, replicator, settings)
     api = server.mq9 = MailboxAPI(server, replicator, settings, view)
     # last listener: what an applied entry produced (replies, deliveries) leaves now, before
@@ -67,7 +75,28 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     await routes.stop()
     await server.drain()
     await replicator.stop()
+    try:
+        os.unlink(pid_file)
+    except OSError:
+        pass
     log.info("Server exiting")
+
+
+def _reload(settings: Settings, server: Server | None) -> None:
+    """SIGHUP (`mq9 reload`): read the config file again; users, permissions and limits
+    change for new and existing connections. A file that does not parse changes nothing."""
+    if server is None:
+        return
+    try:
+        security = security_config.load(settings)
+    except security_config.ConfigError as exc:
+        log.error("Reload refused, the old configuration stays: %s", exc)
+        return
+    server.reload(security)
+    log.info("Reloaded %s: %d users, token %s, max_connections %s, max_subscriptions %s",
+             settings.config_file or "the flags", len(security.authenticator.users) + len(security.authenticator.nkeys),
+             "set" if security.authenticator.token else "not set", security.limits.max_connections or "unlimited",
+             security.limits.max_subscriptions or "unlimited")
 
 
 GC_GEN0 = 50_000  # allocations between young collections (Python's default: 700)

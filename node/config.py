@@ -10,7 +10,7 @@ where a nats-server cluster listens). A peer's route port is its Raft port - 100
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_CLIENT_PORT = 4222
 RAFT_PORT_OFFSET = 2000
@@ -55,7 +55,7 @@ class Settings:
     raft_host: str = "127.0.0.1"
     raft_port: int = 0  # 0: the client port + 2000
     peers: tuple[str, ...] = ()
-    cluster_secret: str = ""
+    cluster_secret: str = field(default="", repr=False)  # secrets never show in a repr or a log line
     advertise: str = ""  # the client URL other nodes tell clients (default host:port)
     routes: str = ""  # HOST:PORT for routes between nodes (default: Raft host, client port + 1000)
     write_timeout_s: float = 2.5  # every replicated write ends in a reply or a 503 by then
@@ -66,6 +66,18 @@ class Settings:
     tick_interval_s: float = 0.25
     compact_min_entries: int = 50_000  # Raft log entries before a snapshot ...
     compact_min_time_s: float = 120.0  # ... or seconds since the last one
+    # security (node/auth/config.py reads these with the config file)
+    config_file: str = ""  # TOML: [authorization], [limits], [tls]
+    auth_token: str = field(default="", repr=False)
+    user: str = ""
+    password: str = field(default="", repr=False)
+    auth_timeout_s: float = 2.0
+    max_connections: int = 0
+    max_subscriptions: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_verify: bool = False
     # operating
     monitor: str = ""  # HOST:PORT (or PORT, on 127.0.0.1) of the monitoring port; "" = off
     log_format: str = "text"  # text (nats-server's layout) or json (one object per line)

@@ -25,11 +25,12 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": set(),
     "node.config": set(),
     "node.logs": set(),
-    "node.nats": {"node.config"},
+    "node.auth": {"node.config"},
+    "node.nats": {"node.config", "node.auth"},
     "node.mq9": {"node.nats", "node.config", "cluster"},
-    "node.ops": {"node.nats", "node.mq9", "node.config", "cluster"},
-    "node.app": {"node.nats", "node.mq9", "node.ops", "node.config", "node.logs", "cluster"},
-    "node.cli": {"node.config", "node.app", "node.logs"},
+    "node.ops": {"node.nats", "node.mq9", "node.auth", "node.config", "cluster"},
+    "node.app": {"node.nats", "node.mq9", "node.ops", "node.auth", "node.config", "node.logs", "cluster"},
+    "node.cli": {"node.config", "node.auth", "node.app", "node.logs"},
     "node": set(),  # node/__init__.py
     "harness": set(),  # starts nodes as processes, never imports them
 }

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from node.cli.client import ServerOpt, servers_of
+from node.cli.client import ServerOpt, connect, servers_of, with_connection_options
 
 console = Console()
 cluster_app = typer.Typer(help="Inspect a running cluster.", no_args_is_help=True)
@@ -30,9 +30,7 @@ COLORS = ["cyan", "magenta", "green", "yellow", "blue", "red", "white"]
 
 
 async def _node_status(url: str, timeout: float) -> dict:
-    import nats
-
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1, allow_reconnect=False)
+    nc = await connect([url], connect_timeout=2, max_reconnect_attempts=1, allow_reconnect=False)
     try:
         msg = await nc.request("$mq9.AI.NODE.STATUS", b"", timeout=timeout)
         status = json.loads(msg.data)
@@ -76,6 +74,7 @@ async def gather_status(servers: list[str], timeout: float = 3.0) -> dict:
 
 
 @cluster_app.command()
+@with_connection_options
 def status(
     server: list[str] = ServerOpt,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON; top-level 'leader' names the leader."),

@@ -16,13 +16,16 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from node.cli.client import JsonOpt, ServerOpt, TimeoutOpt, connect, console, fail, print_json, request, when
+from node.cli.client import (
+    JsonOpt, ServerOpt, TimeoutOpt, connect, console, fail, print_json, request, when, with_connection_options,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the mailbox commands to the `mq9` app."""
 
     @app.command()
+    @with_connection_options
     def create(
         ttl: int = typer.Option(86400, "--ttl", help="Seconds until the mailbox expires (0: never)."),
         public: bool = typer.Option(False, "--public", help="List it in $mq9.AI.PUBLIC.LIST (needs --name)."),
@@ -52,6 +55,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold]{reply['mail_id']}[/bold] ({state}, expires {when(reply.get('expires_at'))})")
 
     @app.command()
+    @with_connection_options
     def send(
         mail_id: str = typer.Argument(..., help="The mailbox to send to."),
         body: str = typer.Argument(..., help="The message body ('-' reads standard input)."),
@@ -93,6 +97,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"stored [bold]{reply['msg_id']}[/bold] in {reply['mail_id']} ({priority})")
 
     @app.command()
+    @with_connection_options
     def sub(
         mail_id: str = typer.Argument(..., help="The mailbox to receive from."),
         priority: str = typer.Option("*", "--priority", "-p", help="Only this priority word ('*': all)."),
@@ -147,6 +152,7 @@ def register(app: typer.Typer) -> None:
             pass
 
     @app.command(name="list")
+    @with_connection_options
     def list_(
         mail_id: str = typer.Argument(..., help="The mailbox to inspect."),
         server: list[str] = ServerOpt, as_json: bool = JsonOpt, timeout: float = TimeoutOpt,
@@ -165,6 +171,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @app.command()
+    @with_connection_options
     def info(
         mail_id: str = typer.Argument(..., help="The mailbox to describe."),
         server: list[str] = ServerOpt, as_json: bool = JsonOpt, timeout: float = TimeoutOpt,
@@ -184,6 +191,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @app.command()
+    @with_connection_options
     def public(
         watch: bool = typer.Option(False, "--watch", "-w", help="Keep printing created/expired events."),
         server: list[str] = ServerOpt, as_json: bool = JsonOpt, timeout: float = TimeoutOpt,

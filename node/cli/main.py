@@ -10,9 +10,12 @@ from typing import Optional
 
 import typer
 
+from node.cli import certs as cli_certs
 from node.cli import cluster as cli_cluster
 from node.cli import mailbox as cli_mailbox
 from node.cli import top as cli_top
+from node.auth import config as security_config
+from node.cli.client import err_console
 from node.config import Settings, parse_hostport
 
 app = typer.Typer(
@@ -47,6 +50,7 @@ def _settings_from_flags(
     routes: str = "",
     monitor: str = "",
     log_format: str = "text",
+    security: dict | None = None,
 ) -> Settings:
     host, port = parse_hostport(listen, 4222)
     settings = Settings(
@@ -65,6 +69,7 @@ def _settings_from_flags(
         routes=routes,
         monitor=monitor,
         log_format=log_format,
+        **(security or {}),
     )
     if settings.monitor:
         settings.monitor_listen  # a bad HOST:PORT fails here, before anything starts
@@ -126,6 +131,22 @@ def serve(
     log_format: str = typer.Option(
         "text", "--log-format", envvar="MQ9_LOG_FORMAT", help="text (nats-server's layout) or json (one object per line, for log shippers).",
     ),
+    config: str = typer.Option(
+        "", "--config", "-c", envvar="MQ9_CONFIG",
+        help="TOML file with [authorization] (users, permissions), [limits] and [tls]; re-read on SIGHUP (mq9 reload).",
+    ),
+    auth: str = typer.Option("", "--auth", envvar="MQ9_AUTH", help="Token clients must give (plain or a bcrypt hash)."),
+    user: str = typer.Option("", "--user", envvar="MQ9_USER", help="User clients must give, with --pass."),
+    password: str = typer.Option("", "--pass", envvar="MQ9_PASS", help="Password for --user (plain or a bcrypt hash)."),
+    max_connections: int = typer.Option(0, "--max-connections", envvar="MQ9_MAX_CONNECTIONS",
+                                        help="Client connections at most (0: no limit)."),
+    max_subscriptions: int = typer.Option(0, "--max-subscriptions", envvar="MQ9_MAX_SUBSCRIPTIONS",
+                                          help="Subscriptions per connection at most (0: no limit)."),
+    tls_cert: str = typer.Option("", "--tls-cert", envvar="MQ9_TLS_CERT", help="Server certificate (PEM): clients must use TLS."),
+    tls_key: str = typer.Option("", "--tls-key", envvar="MQ9_TLS_KEY", help="Key of --tls-cert (PEM)."),
+    tls_ca: str = typer.Option("", "--tls-ca", envvar="MQ9_TLS_CA", help="CA (PEM) that signs client certificates."),
+    tls_verify: bool = typer.Option(False, "--tls-verify", envvar="MQ9_TLS_VERIFY",
+                                    help="Require a client certificate signed by --tls-ca."),
 ) -> None:
     """Run a node in the foreground (Ctrl-C or SIGTERM drains and stops it)."""
     from node import app as node_app  # only `serve` loads the node (uvloop, RocksDB, PySyncObj):
@@ -138,15 +159,48 @@ def serve(
         settings = _settings_from_flags(
             name, listen, data, max_payload, log_level, raft, peer, cluster_secret, advertise, ping_interval, max_pending,
             compact_entries, compact_seconds, routes, monitor, log_format,
+            dict(config_file=config, auth_token=auth, user=user, password=password,
+                 max_connections=max_connections, max_subscriptions=max_subscriptions,
+                 tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, tls_verify=tls_verify),
         )
+        security_config.load(settings)  # say what is wrong with the config file before anything starts
+    except security_config.ConfigError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2)
     except ValueError as exc:
         raise typer.BadParameter(str(exc))
     node_app.run(settings)
 
 
+@app.command()
+def reload(
+    pid: int = typer.Option(0, "--pid", help="Process id of the node \\[default: read from DATA/mq9.pid]."),
+    data: str = typer.Option("./data", "--data", envvar="MQ9_DATA", help="The node's data directory (holds mq9.pid)."),
+) -> None:
+    """Make a running node re-read its config file (users, permissions, limits): sends it SIGHUP,
+    as `nats-server --signal reload` does."""
+    import os
+    import signal
+
+    if not pid:
+        try:
+            with open(os.path.join(data, "mq9.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError) as exc:
+            err_console.print(f"[red]error[/red]: no pid file in {data} ({exc}); give --pid")
+            raise typer.Exit(1)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        err_console.print(f"[red]error[/red]: cannot signal process {pid}: {exc.strerror}")
+        raise typer.Exit(1)
+    err_console.print(f"reload signalled to process {pid}; the node's log says what it loaded")
+
+
 cli_mailbox.register(app)
 cli_cluster.register(app)
 cli_top.register(app)
+cli_certs.register(app)
 
 if __name__ == "__main__":
     app()

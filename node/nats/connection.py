@@ -12,6 +12,14 @@ Limits, as nats-server enforces them:
   `max_pings_out` unanswered ones, `-ERR 'Stale Connection'` and close;
 - protocol violations from the parser: the `-ERR` line, then close if fatal.
 
+Security, as nats-server: with authentication configured, INFO says `auth_required`
+(and carries a `nonce` for nkey users); the client must send a CONNECT with valid
+credentials first and within the auth timeout, else `-ERR 'Authorization Violation'`
+(or `'Authentication Timeout'`) and close. Its `Access` then checks every PUB/HPUB and
+SUB (`-ERR 'Permissions Violation for ...'`, the connection stays open) and filters
+deliveries a deny list covers. `max_connections` and `max_subscriptions` are enforced
+here too.
+
 mq9 adds one duty: PONG is a durability barrier. Each mailbox write the client started
 is registered with `begin_write()`/`end_write()`; a PING is answered only once every
 write started before it has finished, and reading pauses while too many are owed.
@@ -22,12 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Protocol
 
+from node.auth.config import Security
 from node.config import Settings
 from node.nats import errors, wire
+from node.nats.access import Access, new_nonce
 from node.nats.ops import Connect, Ping, Pong, ProtocolError, Pub, Sub, Unsub
 from node.nats.parser import Parser
 from node.nats.subjects import Subscription, valid_literal_subject, valid_subject
@@ -40,6 +51,8 @@ class ConnectionHost(Protocol):
     module: the server imports the connection, never the other way round."""
 
     settings: Settings
+    security: Security
+    tls_context: ssl.SSLContext | None
     slow_consumers: int
 
     def client_opened(self, client: ClientConnection) -> None: ...
@@ -53,6 +66,10 @@ class ConnectionHost(Protocol):
 
 
 log = logging.getLogger("mq9.client")
+
+AUTH_TIMEOUT = errors.NatsError("Authentication Timeout", fatal=True)
+MAX_SUBSCRIPTIONS = errors.NatsError("Maximum Subscriptions Exceeded", fatal=False)
+TLS_REQUIRED = errors.NatsError("Secure Connection - TLS Required", fatal=True)
 
 WRITES_OWED_PAUSE = 4096  # stop reading a client that owes this many unfinished mailbox writes
 WRITES_OWED_RESUME = 1024
@@ -83,6 +100,12 @@ class ClientConnection(asyncio.Protocol):
         self.name = ""
         self.lang = ""
         self.version = ""
+        # identity: who this is and what it may do (node/nats/access.py)
+        self.access = Access()
+        self.nonce = ""
+        self._credentials: tuple[str, str, str, str, str] | None = None  # kept for reload, never logged
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self._upgrading: asyncio.Task | None = None  # the TLS handshake, when the server requires TLS
         # liveness
         self.pings_out = 0
         self.active = False
@@ -109,13 +132,48 @@ class ClientConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.addr = f"{peer[0]}:{peer[1]}"
+        security = self.server.security
+        if security.authenticator.wants_nonce:
+            self.nonce = new_nonce()
+        limit = security.limits.max_connections
+        over = limit and len(self.server.clients) >= limit
         self.server.client_opened(self)
         transport.write(self.server.info_line(self))
+        if over:
+            log.warning("%s - cid:%d - maximum connections (%d) exceeded, closing", self.addr, self.cid, limit)
+            self.close(errors.MAX_CONNECTIONS)
+            return
+        loop = asyncio.get_running_loop()
+        if self.server.tls_context is not None:  # INFO went out in the clear; the client upgrades now
+            transport.pause_reading()
+            self._upgrading = loop.create_task(self._start_tls(transport))
+        if security.authenticator.required or self.server.tls_context is not None:
+            self._auth_timer = loop.call_later(security.auth_timeout_s, self._auth_timeout)
         self._arm_ping()
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake after INFO, as nats-server does it (clients upgrade on
+        `tls_required`); a client that sends anything else is refused."""
+        try:
+            self.transport = await asyncio.get_running_loop().start_tls(
+                transport, self, self.server.tls_context, server_side=True,
+                ssl_handshake_timeout=self.server.security.auth_timeout_s)
+        except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
+            log.warning("%s - cid:%d - TLS handshake failed (%s): Secure Connection - TLS Required",
+                        self.addr, self.cid, getattr(exc, "reason", None) or type(exc).__name__)
+            if not transport.is_closing():
+                transport.write(TLS_REQUIRED.line())
+                transport.close()
+            return
+        peer = self.transport.get_extra_info("peercert")
+        if peer:
+            log.debug("%s - cid:%d - TLS client certificate %s", self.addr, self.cid, peer.get("subject"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ping_timer is not None:
             self._ping_timer.cancel()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         self.closed = True
         self.server.client_closed(self)
         self.subs.clear()
@@ -147,10 +205,19 @@ class ClientConnection(asyncio.Protocol):
             if self.closed:
                 break
             kind = type(op)
+            if not self.connected and kind is not Connect and kind is not ProtocolError \
+                    and server.security.authenticator.required:
+                log.warning("%s - cid:%d - %s before CONNECT on a server that requires it: Authorization Violation",
+                            self.addr, self.cid, kind.__name__.upper())
+                self.close(errors.AUTHORIZATION)
+                break
             if kind is Pub:
                 self.msgs_in += 1
                 if self.pedantic:
                     self.check_publish_subject(op)
+                if self.access.perms is not None and not self.access.may_publish(op.subject, self.subs):
+                    self._refuse(errors.PERMISSION_PUB, op.subject)
+                    continue
                 if self.verbose:  # nats-server sends +OK before the message goes out
                     self.send(wire.OK)
                 server.publish(self, op)
@@ -177,6 +244,9 @@ class ClientConnection(asyncio.Protocol):
         if op.no_responders and not op.headers:
             self.close(errors.NatsError("no responders requires headers support", fatal=True))
             return
+        credentials = (op.user, op.password, op.auth_token, op.nkey, op.sig)
+        if not self._authorize(credentials):
+            return
         self.connected = True
         self.verbose = op.verbose
         self.pedantic = op.pedantic
@@ -189,6 +259,49 @@ class ClientConnection(asyncio.Protocol):
             self.send(wire.OK)
         log.debug("%s - cid:%d - CONNECT name=%r lang=%s %s", self.addr, self.cid, op.name, op.lang, op.version)
 
+    def _authorize(self, credentials: tuple[str, str, str, str, str]) -> bool:
+        """Check CONNECT's (or, on reload, the kept) credentials; close the connection if refused."""
+        auth = self.server.security.authenticator
+        user = auth.authenticate(*credentials, nonce=self.nonce)
+        if user is None:
+            who = credentials[0] or (credentials[3][:8] + "..." if credentials[3] else "") or \
+                ("a token" if credentials[2] else "no credentials")
+            log.warning("%s - cid:%d - Authorization Violation (%s)", self.addr, self.cid, who)
+            self.close(errors.AUTHORIZATION)
+            return False
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self._credentials = credentials if auth.required else None
+        self.access = Access(user)
+        return True
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self._upgrading is not None and not self._upgrading.done():
+            return  # the handshake has its own timeout and says so
+        if not self.connected and not self.closed:
+            log.warning("%s - cid:%d - no CONNECT within %.1fs: Authentication Timeout", self.addr, self.cid,
+                        self.server.security.auth_timeout_s)
+            self.close(AUTH_TIMEOUT)
+
+    def reauthorize(self) -> None:
+        """After a reload: the kept credentials against the new users; permissions applied
+        to existing subscriptions (refused ones are removed, with the permissions `-ERR`)."""
+        if self.closed or not self.connected:
+            return
+        if not self._authorize(self._credentials or ("", "", "", "", "")):
+            return
+        for sub in list(self.subs.values()):
+            if not self.access.may_subscribe(sub.subject):
+                self.remove_sub(sub)
+                self._refuse(errors.PERMISSION_SUB, sub.subject)
+
+    def _refuse(self, error: errors.NatsError, subject: bytes) -> None:
+        text = subject.decode(errors="replace")
+        log.warning("%s - cid:%d - %s", self.addr, self.cid, error.text.format(text))
+        self.send(error.line(text))
+
     def _on_sub(self, op: Sub) -> None:
         if not valid_subject(op.subject) or (op.queue is not None and not valid_subject(op.queue)):
             self.send(errors.INVALID_SUBJECT.line())
@@ -196,6 +309,14 @@ class ClientConnection(asyncio.Protocol):
         if op.sid in self.subs:  # nats-server ignores a SUB that reuses a live sid
             if self.verbose:
                 self.send(wire.OK)
+            return
+        if not self.access.may_subscribe(op.subject):
+            self._refuse(errors.PERMISSION_SUB, op.subject)
+            return
+        limit = self.server.security.limits.max_subscriptions
+        if limit and len(self.subs) >= limit:
+            log.warning("%s - cid:%d - maximum subscriptions (%d) exceeded", self.addr, self.cid, limit)
+            self.send(MAX_SUBSCRIPTIONS.line())
             return
         sub = Subscription(self, op.sid, op.subject, op.queue)
         refusal = self.server.subscribe(self, sub)
@@ -242,6 +363,12 @@ class ClientConnection(asyncio.Protocol):
             return
         if headers is not None and not self.headers:
             headers = None  # a client that did not ask for headers never sees HMSG
+        access = self.access
+        if access.perms is not None:
+            if access.delivery_denied(subject):
+                return
+            if reply is not None:
+                access.note_reply(reply)
         wire.append_msg(self.out, subject, sub.sid, reply, headers, payload)
         self._delivered(sub, 1)
 

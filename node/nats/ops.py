@@ -29,8 +29,14 @@ class Connect(msgspec.Struct, gc=False):
     version: str = ""
     protocol: int = 0
     user: str = ""
-    password: str = ""
+    password: str = msgspec.field(default="", name="pass")  # the CONNECT field is `pass`
     auth_token: str = ""
+    nkey: str = ""
+    sig: str = ""
+    jwt: str = ""
+
+    def __repr__(self) -> str:  # credentials never reach a log line
+        return f"Connect(name={self.name!r}, lang={self.lang!r}, user={self.user!r})"
 
 
 class Pub(msgspec.Struct, gc=False):

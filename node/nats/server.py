@@ -16,10 +16,12 @@ import asyncio
 import base64
 import logging
 import os
+import ssl
 import time
 from typing import Any, Protocol
 
 from node.nats import wire
+from node.auth.config import Security
 from node.config import Settings
 from node.nats.connection import ClientConnection
 from node.nats.ops import Pub
@@ -43,6 +45,20 @@ class MailboxAPI(Protocol):
     def on_client_closed(self, client: ClientConnection) -> None: ...
 
 
+def tls_context(tls) -> ssl.SSLContext | None:
+    """The server side of client TLS: our certificate, and client certificates checked
+    against the CA when `verify` (required) or a CA is given (optional)."""
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert, tls.key)
+    if tls.ca:
+        context.load_verify_locations(tls.ca)
+        context.verify_mode = ssl.CERT_REQUIRED if tls.verify else ssl.CERT_OPTIONAL
+    return context
+
+
 def new_server_id() -> str:
     """A nats-server style id: 'N' and 55 base32 characters."""
     return "N" + base64.b32encode(os.urandom(35)).decode()[:55]
@@ -51,8 +67,10 @@ def new_server_id() -> str:
 class Server:
     """One node's client-facing NATS server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, security: Security | None = None) -> None:
         self.settings = settings
+        self.security = security or Security()
+        self.tls_context = tls_context(self.security.tls)  # None: plain connections
         self.server_id = new_server_id()
         self.router = Router()
         self.mq9: MailboxAPI | None = None
@@ -119,12 +137,27 @@ class Server:
     def info_line(self, client: ClientConnection) -> bytes:
         info = dict(self._info_base)
         info["client_id"] = client.cid
+        if self.security.authenticator.required:
+            info["auth_required"] = True
+        if self.tls_context is not None:
+            info["tls_required"] = True
+            info["tls_verify"] = self.security.tls.verify
+        if client.nonce:
+            info["nonce"] = client.nonce
         peer = client.transport.get_extra_info("peername") if client.transport else None
         if peer:
             info["client_ip"] = peer[0]
         if self.connect_urls:
             info["connect_urls"] = self.connect_urls
         return wire.info_line(info)
+
+    def reload(self, security: Security) -> None:
+        """New users, permissions and limits: every connection is checked again (one whose
+        user is gone is closed with `Authorization Violation`)."""
+        self.security = security
+        for client in list(self.clients.values()):
+            client.reauthorize()
+        self.flush_dirty()
 
     def set_connect_urls(self, urls: list[str]) -> None:
         """Change the cluster's client URLs and tell connected clients (async INFO)."""

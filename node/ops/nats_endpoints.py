@@ -87,7 +87,10 @@ def varz(parts: NodeParts) -> dict:
         "go": "python",
         "host": s.host,
         "port": s.port,
-        "max_connections": 0,  # no limit configured
+        "max_connections": server.security.limits.max_connections,  # 0: no limit
+        "max_subscriptions": server.security.limits.max_subscriptions,
+        "auth_required": server.security.authenticator.required,
+        "tls_required": server.security.tls is not None,
         "ping_interval": int(s.ping_interval * 1e9),  # nanoseconds, as Go's time.Duration
         "ping_max": s.max_pings_out,
         "http_host": monitor[0],
