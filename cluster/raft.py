@@ -223,6 +223,26 @@ def _keepalive_and_bounded_waits(self) -> None:
 
 pysyncobj.tcp_connection.TcpConnection.setSockoptKeepalive = _keepalive_and_bounded_waits
 
+MAX_PEER_MESSAGE = 64 << 20  # our largest: an 8 MiB append (make_conf) or a snapshot chunk, pickled
+_stock_parse = pysyncobj.tcp_connection.TcpConnection._TcpConnection__processParseMessage
+
+
+def _bounded_parse(self):
+    """PySyncObj reads a peer message's 4-byte length and buffers that much before it
+    checks anything (the cluster secret included): a stranger announcing 2 GiB would make
+    the node hold 2 GiB. A length no peer of ours sends ends the connection at once."""
+    buffer = self._TcpConnection__readBuffer
+    if len(buffer) >= 4:
+        length = int.from_bytes(buffer[:4], "little", signed=True)
+        if length < 0 or length > MAX_PEER_MESSAGE:
+            log.warning("Raft connection sent a %d-byte message header: not a peer, disconnecting", length)
+            self.disconnect()
+            return None
+    return _stock_parse(self)
+
+
+pysyncobj.tcp_connection.TcpConnection._TcpConnection__processParseMessage = _bounded_parse
+
 
 def _create_journal(journal_file: str | None = None) -> Journal:
     if journal_file is None:
