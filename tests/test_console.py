@@ -118,3 +118,49 @@ async def test_answers_are_refused_without_json_or_with_a_foreign_ack(make_node)
     bad = dict(foreign, ack="$mq9.AI.ACK.1._.a", approved="yes")
     status, body = await asyncio.to_thread(post, json.dumps(bad).encode(), "application/json")
     assert status == 400 and "true or false" in body["error"]
+
+
+async def test_with_auth_on_the_console_asks_for_credentials_and_acts_as_that_user(make_node, tmp_path):
+    from playwright.async_api import async_playwright, expect
+
+    node = make_node("secure", extra=["--user", "alice", "--pass", "alice-secret"])
+    with_monitor([node])
+    node.start()
+    agent = await connect(node, user="alice", password="alice-secret")
+    try:
+        await create(agent, name="approvals", ttl=600)
+        await create(agent, name="answers.a", ttl=600)
+        answers = await agent.subscribe("$mq9.AI.MAILBOX.MSG.answers.a.*")
+        sent = await send(agent, "approvals", json.dumps({"reply_to": "answers.a", "action": "rotate keys"}).encode())
+        refused = await asyncio.to_thread(_get_status, monitor_url(node) + "/console/api/mailbox/approvals/stream")
+        assert refused == 401  # no session, no mailbox
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = await browser.new_page()
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.goto(monitor_url(node) + "/#/mailbox/approvals")
+            await expect(page.locator("h1")).to_have_text("Log in")
+            await page.get_by_label("User").fill("alice")
+            await page.get_by_label("Password or token").fill("wrong")
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#login-error")).to_contain_text("login refused")
+            await page.get_by_label("Password or token").fill("alice-secret")
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#who")).to_contain_text("signed in as alice")
+            card = page.locator(f'article[data-msg-id="{sent["msg_id"]}"]')
+            await expect(card).to_contain_text("rotate keys", timeout=10000)
+            await card.get_by_role("button", name="Reject").click()
+            await expect(card).to_contain_text("Rejected: answer sent", timeout=10000)
+            await browser.close()
+        got = await collect(answers, 1, timeout=10)
+        assert json.loads(got[0].data) == {"approved": False, "reviewer": "alice", "msg_id": sent["msg_id"]}
+    finally:
+        await agent.close()
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code

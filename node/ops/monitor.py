@@ -39,13 +39,15 @@ class Monitor:
     def __init__(self, parts: NodeParts) -> None:
         self.parts = parts
         self.metrics = Metrics(parts)
-        self.console = ConsoleClient(parts.settings)
+        server = parts.server
+        self.console = ConsoleClient(parts.settings, lambda: server.security.authenticator.required,
+                                     lambda: server.tls_context is not None)
         self._runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
 
     def app(self) -> web.Application:
         p = self.parts
-        stream, answer = make_handlers(self.console)
+        console = make_handlers(self.console)
 
         async def healthz(request: web.Request) -> web.Response:
             code, body = nats_endpoints.healthz(p)
@@ -81,8 +83,11 @@ class Monitor:
             web.get("/subsz", subsz), web.get("/routez", routez), web.get("/raftz", raftz),
             web.get("/mailboxz", mailboxz), web.get("/metrics", metrics),
             web.get("/", index), web.static("/static", STATIC),
-            web.get("/console/api/mailbox/{mail_id}/stream", stream),
-            web.post("/console/api/answer", answer),
+            web.get("/console/api/session", console["session"]),
+            web.post("/console/api/login", console["login"]),
+            web.post("/console/api/logout", console["logout"]),
+            web.get("/console/api/mailbox/{mail_id}/stream", console["stream"]),
+            web.post("/console/api/answer", console["answer"]),
         ])
         return app
 

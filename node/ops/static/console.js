@@ -7,6 +7,7 @@
 const view = document.getElementById("view");
 let timer = null;
 let source = null;
+let me = { auth_required: false, user: "console" };  // who the console acts as (/console/api/session)
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -206,10 +207,50 @@ async function showMailbox(mailId) {
   });
 }
 
+// ---- logging in (when the node requires credentials) ------------------------------------
+
+function showWho() {
+  const who = document.getElementById("who");
+  if (!me.auth_required) { who.replaceChildren(); return; }
+  who.replaceChildren(me.user ? "signed in as " + me.user + " " : "",
+    me.user ? el("button", { type: "button", id: "logout", onclick: logout }, "Log out") : "");
+}
+
+async function logout() {
+  await fetch("/console/api/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  me.user = null;
+  showWho();
+  route();
+}
+
+function showLogin() {
+  const user = el("input", { id: "login-user", autocomplete: "username" });
+  const password = el("input", { id: "login-password", type: "password", autocomplete: "current-password" });
+  const error = el("p", { id: "login-error", class: "bad", role: "alert" });
+  const form = el("form", { class: "login" },
+    el("p", {}, "This node requires credentials: log in as you would connect an agent (a token goes in the password field, with no user)."),
+    el("label", { for: "login-user" }, "User"), user,
+    el("label", { for: "login-password" }, "Password or token"), password,
+    el("button", { type: "submit", class: "approve" }, "Log in"), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await fetch("/console/api/login", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: user.value, password: password.value }) });
+    const body = await response.json().catch(() => ({ error: "no answer" }));
+    if (!response.ok) { error.textContent = body.error; return; }
+    me.user = body.user;
+    showWho();
+    route();
+  });
+  view.replaceChildren(el("section", {}, el("h1", {}, "Log in"), form));
+  user.focus();
+}
+
 // ---- routing -----------------------------------------------------------------------------
 
 function route() {
   stop();
+  if (me.auth_required && !me.user) { showLogin(); return; }
   const hash = decodeURIComponent(location.hash.replace(/^#/, "")) || "/";
   for (const link of document.querySelectorAll("nav a")) link.removeAttribute("aria-current");
   if (hash.startsWith("/mailbox/")) {
@@ -226,4 +267,5 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-route();
+getJSON("/console/api/session").then(({ body }) => { me = body; showWho(); route(); })
+  .catch(() => route());
