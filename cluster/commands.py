@@ -37,6 +37,10 @@ class CreateMailbox(msgspec.Struct, tag=1, array_like=True, frozen=True):
     desc: str
     ack_wait_ms: int
     max_in_flight: int
+    # appended: who created it (with users configured) and who else may read it; entries
+    # written before these fields existed decode with the defaults
+    owner: str = ""
+    readers: tuple[str, ...] = ()
 
 
 class StoreMessage(msgspec.Struct, tag=2, array_like=True, frozen=True):

@@ -22,6 +22,8 @@ class Mailbox(msgspec.Struct, array_like=True):
     ack_wait_ms: int
     max_in_flight: int
     created_index: int
+    owner: str = ""  # the user who created it ("" with no users configured: anyone may read it)
+    readers: tuple[str, ...] = ()  # other users who may read it
 
 
 class Message(msgspec.Struct, array_like=True, gc=False):

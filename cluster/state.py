@@ -345,7 +345,7 @@ class State:
         expires = ctx.now + cmd.ttl_s * 1000 if cmd.ttl_s else 0
         mb = records.Mailbox(
             cmd.mail_id, cmd.public, cmd.name, cmd.desc, cmd.ttl_s, ctx.now, expires,
-            cmd.ack_wait_ms, cmd.max_in_flight, ctx.index,
+            cmd.ack_wait_ms, cmd.max_in_flight, ctx.index, cmd.owner, tuple(cmd.readers),
         )
         txn = ctx.txn
         txn.put(keys.mailbox(cmd.mail_id), records.encode(mb))

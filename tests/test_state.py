@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 from hypothesis import given, settings, strategies as st
 
 from cluster import commands as c
@@ -35,7 +37,7 @@ def test_golden_bytes_of_commands():
                    c.DeleteMessage("a.b", 7), c.GroupJoin("a.b", "g", "m", "n", 15), c.GroupLeave("a.b", "g", "m"),
                    c.Tick(), c.NodeRestarted("n", "b"), c.NodeDown("n"), number=1)
     assert c.encode_batch(batch).hex() == (
-        "94cd03e8a26e3101999801a3612e623cc3a3612e62a164cd7530409602a3612e6203c0c40178a369643195"
+        "94cd03e8a26e3101999a01a3612e623cc3a3612e62a164cd753040a0909602a3612e6203c0c40178a369643195"
         "03a3612e620701a1679304a3612e62079605a3612e62a167a16da16e0f9406a3612e62a167a16d91079508"
         "a16ea162a0a09209a16e"
     )
@@ -46,6 +48,15 @@ def test_entries_written_before_a_field_was_appended_still_decode():
     """NodeRestarted gained client_url and name; a log written before that must still apply."""
     old = bytes.fromhex("9405a26e31019193" "08a16ea162")
     assert c.decode_batch(old).commands == [c.NodeRestarted("n", "b", "", "")]
+
+
+def test_creates_and_mailboxes_written_before_owner_and_readers_still_decode():
+    """CreateMailbox and the Mailbox record gained owner and readers (mailbox ownership)."""
+    old = bytes.fromhex("9405a26e3101919801a3612e623cc3a3612e62a164cd753040")
+    assert c.decode_batch(old).commands == [c.CreateMailbox("a.b", 60, True, "a.b", "d", 30000, 64, "", ())]
+    record = records.Mailbox("a.b", True, "a.b", "d", 60, 1, 2, 30000, 64, 7)
+    old_record = msgspec.msgpack.encode(["a.b", True, "a.b", "d", 60, 1, 2, 30000, 64, 7])
+    assert records.decode_mailbox(old_record) == record and record.owner == "" and record.readers == ()
 
 
 def test_key_layout_knows_every_priority_level():

@@ -157,6 +157,40 @@ async def check_up() -> str:
     return f"3 containers healthy, uid {users['n1']}, leader {who}, `mq9 cluster status` sees {', '.join(names)}"
 
 
+MONITORS = {"n1": "http://127.0.0.1:8222", "n2": "http://127.0.0.1:8223", "n3": "http://127.0.0.1:8224"}
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+async def check_monitoring() -> str:
+    """The published monitoring ports: /healthz 200 (what the containers' health check reads),
+    /raftz agreeing on one leader, /metrics in Prometheus's text format, the console's page."""
+    leaders = set()
+    for service, base in MONITORS.items():
+        status, body = await asyncio.to_thread(http_get, base + "/healthz")
+        if status != 200 or json.loads(body) != {"status": "ok"}:
+            raise AssertionError(f"{service} /healthz: {status} {body[:200]!r}")
+        leaders.add(json.loads((await asyncio.to_thread(http_get, base + "/raftz"))[1])["leader_name"])
+        status, metrics = await asyncio.to_thread(http_get, base + "/metrics")
+        if status != 200 or b"mq9_raft_commit_index" not in metrics:
+            raise AssertionError(f"{service} /metrics: {status}")
+        status, page = await asyncio.to_thread(http_get, base + "/")
+        if status != 200 or b"mq9 console" not in page:
+            raise AssertionError(f"{service} console page: {status}")
+    if len(leaders) != 1:
+        raise AssertionError(f"the nodes' /raftz name different leaders: {leaders}")
+    return f"/healthz 200 on 8222-8224, one leader ({leaders.pop()}) in /raftz, /metrics and the console served"
+
+
 async def check_shared_mailbox() -> str:
     mail_id = await create("n1", "compose.shared")
     stored = []
@@ -443,6 +477,7 @@ async def main() -> int:
     state: dict = {}
     checks = [
         ("cluster up: three healthy non-root nodes, one leader", check_up),
+        ("the monitoring ports: health, Raft view, metrics, console", check_monitoring),
         ("a mailbox created through n1 is served by n2 and n3", check_shared_mailbox),
         ("core NATS messages cross nodes over the routes", check_routes),
         (f"{PUBLISHES} acknowledged publishes survive docker kill of the leader", lambda: check_kill_leader(state)),

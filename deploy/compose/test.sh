@@ -39,7 +39,7 @@ BASE=mq9test/base:bookworm
 SUITE=${MQ9T_SUITE:-bookworm}
 CACHE=/var/cache/mq9-compose
 BASE_TAR=$CACHE/$SUITE-minbase-python3.tar
-PORTS=(4222 4223 4224)
+PORTS=(4222 4223 4224 8222 8223 8224)
 COMPOSE_CMD=${COMPOSE:-docker-compose}
 WORK=$(mktemp -d /tmp/mq9-compose.XXXXXX)
 PY=$ROOT/.venv/bin/python
@@ -214,7 +214,7 @@ fi
 for port in "${PORTS[@]}"; do
   if ! python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
     ss -ltnp 2>/dev/null | grep -E "[:.]$port\b" | sed 's/^/    /'
-    abort "setup: 127.0.0.1:$port is in use; the cluster publishes its client ports 4222-4224 there: stop what uses it and run again"
+    abort "setup: 127.0.0.1:$port is in use; the cluster publishes its client ports 4222-4224 and monitoring ports 8222-8224 there: stop what uses it and run again"
   fi
 done
 

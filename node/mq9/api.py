@@ -25,6 +25,7 @@ from cluster import keys, records
 from cluster.effects import Created, Failure, Result, Stored
 from cluster.replicator import Replicator
 from node.nats import errors
+from node.mq9 import ownership
 from node.mq9 import subjects as subj
 from node.mq9.delivery import Delivery
 from node.nats.ops import Pub
@@ -50,6 +51,7 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=False):
     desc: str = ""
     ack_wait: float | None = None  # seconds
     max_in_flight: int | None = None
+    readers: list | None = None  # with users configured: who besides the creator may read it
 
 
 _create_decoder = msgspec.json.Decoder(CreateRequest)
@@ -90,9 +92,11 @@ class MailboxAPI:
         elif subject == b"$mq9.AI.MAILBOX.CREATE":
             self._create(client, op)
         elif subject.startswith(b"$mq9.AI.MAILBOX.LIST."):
-            self._read(client, op, self._list, subject[21:])
+            if not self._refused(client, op, subject[21:].decode(errors="replace")):
+                self._read(client, op, self._list, subject[21:])
         elif subject.startswith(b"$mq9.AI.MAILBOX.INFO."):
-            self._read(client, op, self._info, subject[21:])
+            if not self._refused(client, op, subject[21:].decode(errors="replace")):
+                self._read(client, op, self._info, subject[21:])
         elif subject.startswith(b"$mq9.AI.MAILBOX.DELETE."):
             self._delete(client, op, subject[23:])
         elif subject == subj.PUBLIC_LIST:
@@ -115,6 +119,12 @@ class MailboxAPI:
         except subj.SubjectError as exc:
             log.info("%s - cid:%d - refused subscription %r: %s", client.addr, client.cid, subject, exc)
             return refuse
+        if self._owned_mailboxes():
+            mb = self._mailbox(mail_id)
+            if mb is not None and not ownership.may_read(mb, client.access.user.name):
+                log.warning("%s - cid:%d - %s may not read mailbox %s (owner %s)", client.addr, client.cid,
+                            client.access.user.name or "anonymous", mail_id, mb.owner)
+                return refuse
         if sub.queue is None:
             self.delivery.add_plain(client, sub, mail_id, levels)
         else:
@@ -191,18 +201,41 @@ class MailboxAPI:
         if problem:
             self._fail(client, op, 400, problem)
             return
+        readers = ownership.check_readers(req.readers)
+        if isinstance(readers, str):
+            self._fail(client, op, 400, readers)
+            return
         mail_id = req.name or "m-" + os.urandom(16).hex()
         ack_wait_s = req.ack_wait if req.ack_wait is not None else self.settings.default_ack_wait_s
         max_in_flight = req.max_in_flight if req.max_in_flight is not None else self.settings.default_max_in_flight
         command = c.CreateMailbox(mail_id, req.ttl, req.public, req.name or "", req.desc,
-                                  int(ack_wait_s * 1000), max_in_flight)
+                                  int(ack_wait_s * 1000), max_in_flight, ownership.owner_of(client), readers)
         self._write(client, op, command, _created_body)
+
+    def _owned_mailboxes(self) -> bool:
+        """Ownership can only apply when users are configured (tokens are one shared identity)."""
+        auth = self.server.security.authenticator
+        return bool(auth.users or auth.nkeys)
+
+    def _refused(self, client: "ClientConnection", op: Pub, mail_id: str) -> bool:
+        """Answer 403 (and return True) when the mailbox is someone else's (ownership.py)."""
+        if not self._owned_mailboxes() or not subj.valid_name(mail_id):
+            return False
+        mb = self._mailbox(mail_id)
+        if mb is None or ownership.may_read(mb, client.access.user.name):
+            return False
+        log.warning("%s - cid:%d - %s may not read mailbox %s", client.addr, client.cid,
+                    client.access.user.name or "anonymous", mail_id)
+        self._fail(client, op, 403, f"mailbox {mail_id} belongs to another user")
+        return True
 
     def _ack(self, client: "ClientConnection", op: Pub, tail: bytes) -> None:
         try:
             seq, group, mail_id = subj.parse_ack(tail)
         except subj.SubjectError as exc:
             self._fail(client, op, 400, str(exc))
+            return
+        if self._refused(client, op, mail_id):
             return
         words = op.payload.split(None, 1)
         kind = _ACK_KINDS.get(words[0] if words else b"")
@@ -216,6 +249,8 @@ class MailboxAPI:
         mail_id, msg_id = subj.split_last(tail)
         if not subj.valid_name(mail_id) or not msg_id.isdigit():
             self._fail(client, op, 400, "expected $mq9.AI.MAILBOX.DELETE.{mail_id}.{msg_id}")
+            return
+        if self._refused(client, op, mail_id):
             return
         self._write(client, op, c.DeleteMessage(mail_id, int(msg_id)), _deleted_body)
 
@@ -312,6 +347,7 @@ class MailboxAPI:
             "mail_id": mb.mail_id, "public": mb.public, "name": mb.name, "desc": mb.desc,
             "ttl": mb.ttl_s, "created_at": mb.created_ms, "expires_at": mb.expires_ms or None,
             "ack_wait": mb.ack_wait_ms / 1000, "max_in_flight": mb.max_in_flight,
+            **({"owner": mb.owner, "readers": list(mb.readers)} if mb.owner else {}),
             "messages": counts, "total": sum(counts.values()), "groups": groups,
         })
 

@@ -33,7 +33,9 @@ from cluster import commands as c
 from cluster import keys, records
 from cluster.effects import Failure, MailboxCreated, MailboxExpired, MembersDropped, MessageAssigned, MessageStored
 from cluster.replicator import Replicator
+from node.mq9 import ownership
 from node.mq9 import subjects as subj
+from node.nats import errors
 from node.nats.subjects import Subscription
 from node.nats.wire import HMSG_NUMBERED_REPLY
 
@@ -305,6 +307,11 @@ class Delivery:
                 self._join(ms)
 
     def _mailbox_created(self, index: int, mb: records.Mailbox) -> None:
+        if mb.owner:  # subscribed before it existed: only its owner and readers stay (ownership.py)
+            for ms in [*self.plain.get(mb.mail_id, ()), *self.waiting_members.get(mb.mail_id, ())]:
+                if not ms.closed and not ownership.may_read(mb, ms.client.access.user.name):
+                    ms.client.remove_sub(ms.sub)
+                    ms.client.send(errors.PERMISSION_SUB.line(ms.sub.subject.decode(errors="replace")))
         for ms in self.waiting_members.pop(mb.mail_id, []):
             if not ms.closed:
                 self._join(ms)
