@@ -83,7 +83,10 @@ class Parser:
                 continue
             nl = find(b"\n", pos)
             if nl < 0:
-                if end_all - pos > self.max_control_line:
+                unfinished = end_all - pos
+                if unfinished and buf[end_all - 1] == 13:
+                    unfinished -= 1  # a CR waiting for its LF is not part of the line
+                if unfinished > self.max_control_line:
                     return self._fail(ops, errors.MAX_CONTROL_LINE, "no end of line")
                 break
             line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
@@ -222,9 +225,13 @@ class Parser:
 
     def _connect(self, arg: bytes) -> Connect | ProtocolError:
         try:
-            return _connect_decoder.decode(arg)
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            return ProtocolError(errors.UNKNOWN_PROTOCOL, f"CONNECT: {exc}")
+            connect = _connect_decoder.decode(arg)
+            self.headers_allowed = connect.headers  # for the rest of this very read too
+            return connect
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # ValidationError is a DecodeError; invalid UTF-8 in a string and JSON nested
+            # too deep raise the other two, which must not escape feed()
+            return ProtocolError(errors.UNKNOWN_PROTOCOL, f"CONNECT: {type(exc).__name__}: {exc}"[:200])
 
     def _ping(self, arg: bytes) -> Op:
         return PING

@@ -90,9 +90,12 @@ class RouteParser:
                 continue
             nl = buf.find(b"\r\n", pos)
             if nl < 0:
-                if end - pos > MAX_CONTROL_LINE:
+                unfinished = end - pos - (1 if end > pos and buf[end - 1] == 13 else 0)  # a CR waiting for its LF
+                if unfinished > MAX_CONTROL_LINE:
                     return self._fail(ops, "control line too long")
                 break
+            if nl - pos > MAX_CONTROL_LINE:  # the same limit whether the line came in one read or several
+                return self._fail(ops, "control line too long")
             line = bytes(buf[pos:nl])
             pos = nl + 2
             op = self._line(line)
@@ -134,7 +137,7 @@ class RouteParser:
         if verb in (b"INFO", b"CONNECT", b"OK"):
             try:
                 return RouteHello(verb, _json.decode(arg))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # none may escape feed()
                 return RouteError(f"bad {verb.decode()} JSON")
         return RouteError(f"unknown route verb {verb[:16]!r}")
 
