@@ -3,8 +3,9 @@
 Writes (create, store, ack, delete) become commands for the replicator; the reply is
 sent only after the command's batch is committed and applied here, and the client's
 PONG is held until then too (`begin_write` / `end_write`), so `flush()` means stored.
-Reads (LIST, INFO, PUBLIC.LIST) are answered from this node's RocksDB, which has
-applied every write this node acknowledged.
+Reads (LIST, INFO, PUBLIC.LIST) are answered from this node's RocksDB once it has
+applied everything committed before the read arrived (barrier.py), so they see every
+acknowledged write, whichever node took it.
 
 Every failure a client can cause is a JSON reply `{"error": ..., "code": ...}` when
 the request has a reply subject; without one (a plain publish), it is logged and
@@ -26,6 +27,7 @@ from cluster.effects import Created, Failure, Result, Stored
 from cluster.replicator import Replicator
 from node.nats import errors
 from node.mq9 import ownership
+from node.mq9.barrier import ReadBarrier
 from node.mq9 import subjects as subj
 from node.mq9.delivery import Delivery
 from node.nats.ops import Pub
@@ -78,6 +80,7 @@ class MailboxAPI:
         self.settings = settings
         self.view = view
         self.delivery = Delivery(server, replicator)
+        self.barrier = ReadBarrier(replicator)
         self.dropped = 0  # publishes without reply that could not be stored
         self.acks = 0  # acknowledgements (of any kind) this node's clients sent
 
@@ -102,7 +105,7 @@ class MailboxAPI:
         elif subject == subj.PUBLIC_LIST:
             self._read(client, op, self._public_list, b"")
         elif subject == subj.NODE_STATUS and self.view is not None:
-            self._read(client, op, lambda _, __: (200, _json.encode(self._node_status())), b"")
+            self._read(client, op, lambda _, __: (200, _json.encode(self._node_status())), b"", current=False)
         else:
             self._fail(client, op, 400, f"unknown mq9 subject {subject[:128].decode(errors='replace')}")
 
@@ -256,16 +259,30 @@ class MailboxAPI:
 
     # ---- reads -----------------------------------------------------------------------
 
-    def _read(self, client: "ClientConnection", op: Pub, reader, tail: bytes) -> None:
+    def _read(self, client: "ClientConnection", op: Pub, reader, tail: bytes, current: bool = True) -> None:
+        """Answer a read once this node has applied every write committed before it came
+        (barrier.py), so a write acknowledged on any node is in the answer. `current=False`
+        (NODE.STATUS: this node's own view, for operators) answers at once, even cut off."""
         if not op.reply:
             self._fail(client, op, 400, "a request needs a reply subject")
             return
-        try:
-            code, body = reader(tail, op.payload)
-        except Exception:
-            log.exception("read %s failed", op.subject)
-            code, body = 503, error_body(503, "unavailable: storage read failed")
-        self._reply(op.reply, body if code == 200 else error_body(code, body.decode()))
+
+        def answer(failure: Failure | None) -> None:
+            if failure is not None:
+                self._reply(op.reply, error_body(failure.code, "unavailable: cannot confirm this read is "
+                                                              f"current ({failure.error.removeprefix('unavailable: ')})"))
+                return
+            try:
+                code, body = reader(tail, op.payload)
+            except Exception:
+                log.exception("read %s failed", op.subject)
+                code, body = 503, error_body(503, "unavailable: storage read failed")
+            self._reply(op.reply, body if code == 200 else error_body(code, body.decode()))
+
+        if current:
+            self.barrier.wait(answer)
+        else:
+            answer(None)
 
     def _mailbox(self, mail_id: str) -> records.Mailbox | None:
         raw = self.replicator.store.get(keys.mailbox(mail_id))
