@@ -48,6 +48,17 @@ _BODY = struct.Struct("<QQ")
 Entry = tuple  # (command: bytes, idx: int, term: int)
 
 
+def fsync_dir(path: str) -> None:
+    """Make a rename or a new file in `path`'s directory durable: the file's own fsync
+    does not persist the directory entry, and after a power cut the old name could come
+    back (for .meta: an old term and vote, and a node that votes twice in one term)."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Meta:
     """Commit index, current term and vote: a small file replaced atomically."""
 
@@ -69,6 +80,8 @@ class _Meta:
             if sync:
                 os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        if sync:
+            fsync_dir(self.path)
         self.dirty = False
 
 
@@ -246,6 +259,7 @@ class Journal:
         os.write(fd, b"".join(chunks))
         os.fsync(fd)
         os.replace(tmp, self.path)
+        fsync_dir(self.path)
         os.close(self._fd)
         self._fd = fd
         self._end = offset
