@@ -72,3 +72,4 @@ async def test_a_minority_node_answers_reads_503(make_cluster):
         a.resume()
         b.resume()
         await nc.close()
+
