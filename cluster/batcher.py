@@ -8,7 +8,10 @@ list to `send` when any of these holds:
 - otherwise, when a batch commits, or after `linger_s` (about a millisecond), whichever
   comes first, never exceeding `hard_in_flight`.
 Under light load a command therefore goes out at once (no added latency); under heavy
-load batches grow until each commit carries everything that queued behind the last.
+load batches grow, but never past `max_commands` or `max_bytes`: what queued behind is
+sent as further batches as earlier ones commit. (A batch that took the whole queue grew
+to tens of MiB under a wide window of large messages: one Raft entry that blocked every
+node's loop for seconds and cost the leader its leadership.)
 `send` also gets when the batch's first command came, so the replicator can tell how
 long a store waited in all (the store latency of the metrics).
 """
@@ -45,6 +48,7 @@ class Batcher:
         self.in_flight = 0
         self._commands: list[Command] = []
         self._callbacks: list[Callable] = []  # one per command, called with its Result
+        self._sizes: list[int] = []  # encoded_size of each queued command
         self._bytes = 0
         self._opened = 0.0  # when the first command of the open batch came (time.monotonic)
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -56,7 +60,9 @@ class Batcher:
             self._opened = time.monotonic()
         self._commands.append(command)
         self._callbacks.append(callback)
-        self._bytes += encoded_size(command)
+        size = encoded_size(command)
+        self._sizes.append(size)
+        self._bytes += size
         if len(self._commands) >= self.max_commands or self._bytes >= self.max_bytes:
             if self.in_flight < self.hard_in_flight:
                 self.flush()
@@ -78,15 +84,29 @@ class Batcher:
             self._scheduled = None
         if not self._commands:
             return
-        commands, callbacks = self._commands, self._callbacks
-        self._commands, self._callbacks, self._bytes = [], [], 0
+        take, total, sizes = 0, 0, self._sizes
+        limit = min(len(sizes), self.max_commands)
+        while take < limit and (take == 0 or total + sizes[take] <= self.max_bytes):
+            total += sizes[take]
+            take += 1
+        if take == len(self._commands):
+            commands, callbacks = self._commands, self._callbacks
+            self._commands, self._callbacks, self._sizes, self._bytes = [], [], [], 0
+        else:  # a backlog: one bounded batch now, the rest as batches commit
+            commands, callbacks = self._commands[:take], self._callbacks[:take]
+            del self._commands[:take], self._callbacks[:take], self._sizes[:take]
+            self._bytes -= total
+            self._opened = time.monotonic()
         self.in_flight += 1
         self.batches_sent += 1
         self.commands_sent += len(commands)
         self._send(commands, callbacks, self._opened)
 
     def done(self) -> None:
-        """A batch committed or failed: send what queued behind it."""
+        """A batch committed or failed: send what queued behind it (full batches while
+        fewer than `hard_in_flight` are out, the rest as usual)."""
         self.in_flight -= 1
-        if self._commands and self.in_flight < self.max_in_flight:
+        while self._commands and (self.in_flight < self.max_in_flight or (
+                self.in_flight < self.hard_in_flight and
+                (len(self._commands) >= self.max_commands or self._bytes >= self.max_bytes))):
             self.flush()

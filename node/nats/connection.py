@@ -70,6 +70,8 @@ log = logging.getLogger("mq9.client")
 AUTH_TIMEOUT = errors.NatsError("Authentication Timeout", fatal=True)
 MAX_SUBSCRIPTIONS = errors.NatsError("Maximum Subscriptions Exceeded", fatal=False)
 TLS_REQUIRED = errors.NatsError("Secure Connection - TLS Required", fatal=True)
+PLAIN_CLIENT_REASONS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
+                        "UNEXPECTED_RECORD", "TimeoutError"}  # what OpenSSL says of bytes that are not TLS
 
 WRITES_OWED_PAUSE = 4096  # stop reading a client that owes this many unfinished mailbox writes
 WRITES_OWED_RESUME = 1024
@@ -159,10 +161,13 @@ class ClientConnection(asyncio.Protocol):
                 transport, self, self.server.tls_context, server_side=True,
                 ssl_handshake_timeout=self.server.security.auth_timeout_s)
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
-            log.warning("%s - cid:%d - TLS handshake failed (%s): Secure Connection - TLS Required",
-                        self.addr, self.cid, getattr(exc, "reason", None) or type(exc).__name__)
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            plain = reason in PLAIN_CLIENT_REASONS  # it never started TLS: tell it, in the clear, as nats-server does
+            log.warning("%s - cid:%d - TLS handshake failed (%s)%s", self.addr, self.cid, reason,
+                        ": Secure Connection - TLS Required" if plain else "")
             if not transport.is_closing():
-                transport.write(TLS_REQUIRED.line())
+                if plain:
+                    transport.write(TLS_REQUIRED.line())
                 transport.close()
             return
         peer = self.transport.get_extra_info("peercert")
