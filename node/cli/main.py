@@ -71,8 +71,8 @@ def _settings_from_flags(
         log_format=log_format,
         **(security or {}),
     )
-    if settings.monitor:
-        settings.monitor_listen  # a bad HOST:PORT fails here, before anything starts
+    if settings.monitor and settings.monitor_listen is None:  # parsing raises on a bad HOST:PORT
+        raise ValueError(f"--monitor {settings.monitor!r}: expected HOST:PORT or PORT")
     if raft:
         raft_host, raft_port = parse_hostport(raft, port + 2000)
         settings = settings.replace(raft_host=raft_host, raft_port=raft_port)
