@@ -219,3 +219,18 @@ async def test_8_capability_discovery_then_send(node):
     assert all(e["event"] == "snapshot" for e in snapshot)
     await provider.close()
     await consumer.close()
+
+
+async def test_the_cli_in_scripts_prints_bare_ids_and_fails_in_one_line(node):
+    created = await asyncio.to_thread(_cli, node, "create", "--ttl", "60")  # stdout is a pipe here
+    assert created.returncode == 0, created.stderr
+    box = created.stdout.strip()
+    assert box.startswith("m-") and "\n" not in box and " " not in box
+    sent = await asyncio.to_thread(_cli, node, "send", box, "hello")
+    assert sent.returncode == 0 and sent.stdout.strip().isdigit(), (sent.stdout, sent.stderr)
+    too_big = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "node.cli", "send", box, "-", "--server", node.url],
+        input=b"x" * ((1 << 20) + 1), capture_output=True, timeout=20, cwd=str(REPO))  # the body from stdin
+    too_big.stderr = too_big.stderr.decode()
+    assert too_big.returncode == 1 and "Traceback" not in too_big.stderr
+    assert len(too_big.stderr.strip().splitlines()) == 1 and "max_payload" in too_big.stderr

@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         reply = asyncio.run(request(server, "$mq9.AI.MAILBOX.CREATE", json.dumps(body).encode(), timeout))
         if as_json:
             print_json(reply)
+        elif not sys.stdout.isatty():  # `id=$(mq9 create)` gets the id alone
+            print(reply["mail_id"])
         else:
             state = "created" if reply["is_new"] else "already existed"
             console.print(f"[bold]{reply['mail_id']}[/bold] ({state}, expires {when(reply.get('expires_at'))})")
@@ -79,11 +81,17 @@ def register(app: typer.Typer) -> None:
             from nats.errors import TimeoutError as NatsTimeout
 
             nc = await connect(server)
+            limit = nc.max_payload
+            if len(payload) > limit:
+                await nc.close()
+                fail(f"the body is {len(payload):,} bytes; this broker takes at most {limit:,} (its max_payload)")
             try:
                 msg = await nc.request(f"$mq9.AI.MAILBOX.MSG.{mail_id}.{priority}", payload, timeout=timeout,
                                        headers=headers or None)
             except NatsTimeout:
                 fail(f"no reply within {timeout}s")
+            except Exception as exc:  # one line, never a traceback
+                fail(f"send failed: {exc or type(exc).__name__}")
             finally:
                 await nc.close()
             return json.loads(msg.data)
@@ -93,6 +101,8 @@ def register(app: typer.Typer) -> None:
             fail(reply["error"], reply.get("code"))
         if as_json:
             print_json(reply)
+        elif not sys.stdout.isatty():  # `msg=$(mq9 send ...)` gets the msg id alone
+            print(reply["msg_id"])
         else:
             console.print(f"stored [bold]{reply['msg_id']}[/bold] in {reply['mail_id']} ({priority})")
 
