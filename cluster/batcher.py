@@ -102,6 +102,21 @@ class Batcher:
         self.commands_sent += len(commands)
         self._send(commands, callbacks, self._opened)
 
+    def fail_queued(self, result) -> int:
+        """Answer every command still queued with `result` (a 503: the cluster cannot take
+        writes now, so they would only wait their turn to fail). Returns how many."""
+        callbacks = self._callbacks
+        self._commands, self._callbacks, self._sizes, self._bytes = [], [], [], 0
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        for callback in callbacks:
+            try:
+                callback(result)
+            except Exception:  # a client's callback must not stop the others
+                pass
+        return len(callbacks)
+
     def done(self) -> None:
         """A batch committed or failed: send what queued behind it (full batches while
         fewer than `hard_in_flight` are out, the rest as usual)."""

@@ -224,9 +224,17 @@ class Replicator:
             return
         if waiting.ever_sent:
             reason = "write timed out: outcome unknown, retry with the same Nats-Msg-Id"
+            self._resolve_failed(number, unavailable(reason))
         else:
-            reason = "no quorum: not stored"
-        self._resolve_failed(number, unavailable(reason))
+            # no leader with a majority took it in write_timeout_s: what queued behind it would
+            # wait its own turn to fail the same way (a backlog of batches, one timeout each)
+            failure = unavailable("no quorum: not stored")
+            dropped = self._batcher.fail_queued(failure)  # first, so no queued batch is sent in their place
+            for other, queued in list(self._waiting.items()):
+                if not queued.ever_sent:  # this one, and any other batch no leader took
+                    self._resolve_failed(other, failure)
+            if dropped:
+                log.warning("No quorum for %.1fs: %d queued writes answered 503 not stored", self.write_timeout_s, dropped)
 
     def _resolve_failed(self, number: int, failure: Failure) -> None:
         waiting = self._waiting.pop(number, None)

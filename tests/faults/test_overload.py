@@ -68,3 +68,27 @@ async def test_wide_windows_of_large_messages_fail_no_write(make_cluster):
                 await other.close()
     finally:
         await nc.close()
+
+
+async def test_a_backlog_on_a_node_without_quorum_is_answered_503_promptly(make_cluster):
+    """A wide window of large writes to a node cut off from the majority: every write is
+    answered 503 "not stored" within about one write timeout, not one timeout per queued
+    batch (bounded batches must not turn a backlog into minutes of waiting)."""
+    lonely, a, b = make_cluster(3)
+    nc = await nats.connect(lonely.url, pending_size=1 << 30)
+    try:
+        await nc.request("$mq9.AI.MAILBOX.CREATE", json.dumps({"name": "cutoff.box", "ttl": 3600}).encode(), timeout=10)
+        a.pause()
+        b.pause()
+        try:
+            t0 = time.monotonic()
+            ok, failures, _ = await publish_window(nc, "cutoff.box", b"x" * (256 << 10), 256, 256)
+            elapsed = time.monotonic() - t0
+        finally:
+            a.resume()
+            b.resume()
+        assert ok == 0 and len(failures) == 256, (ok, failures[:3])
+        assert all("not stored" in f or "outcome unknown" in f for f in failures), failures[:3]
+        assert elapsed < 20, f"256 writes took {elapsed:.1f}s to be refused"
+    finally:
+        await nc.close()
