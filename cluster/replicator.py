@@ -173,9 +173,35 @@ class Replicator:
         self._batch_number += 1
         number = self._batch_number
         batch = c.Batch(int(time.time() * 1000), self.boot, number, commands)
+        try:
+            blob = c.encode_batch(batch)
+        except (OverflowError, TypeError, ValueError):  # a value the log cannot hold (a bug upstream)
+            self._send_encodable(commands, callbacks, opened)
+            return
         timer = self._loop.call_later(self.write_timeout_s, self._deadline, number)
-        self._waiting[number] = _Waiting(callbacks, timer, c.encode_batch(batch), opened)
+        self._waiting[number] = _Waiting(callbacks, timer, blob, opened)
         self._try_send(number)
+
+    def _send_encodable(self, commands: list[c.Command], callbacks: list[Callable], opened: float) -> None:
+        """Answer the commands that cannot be encoded with 400 and send the others: one bad
+        value must neither lose its batch's other writes nor leak the batcher's in-flight slot."""
+        good: list[c.Command] = []
+        good_callbacks: list[Callable] = []
+        bad: list[Callable] = []
+        for command, callback in zip(commands, callbacks):
+            try:
+                c.encode_batch(c.Batch(0, self.boot, 0, [command]))
+            except (OverflowError, TypeError, ValueError):
+                log.error("refused a command the log cannot encode: %s", type(command).__name__)
+                bad.append(callback)
+                continue
+            good.append(command)
+            good_callbacks.append(callback)
+        _call_all(bad, [Failure(400, "invalid value: a number does not fit in 64 bits")] * len(bad))
+        if good:
+            self._send(good, good_callbacks, opened)
+        else:
+            self._batcher.done()
 
     def _try_send(self, number: int) -> None:
         """Hand the batch to Raft if a leader with a majority can take it; else try again soon."""

@@ -123,8 +123,11 @@ def test_ops_before_an_error_are_kept_and_the_parser_stops():
 
 
 def test_client_err_closes_quietly():
+    """A client's own -ERR ends the parser with a ProtocolError that carries no -ERR to send:
+    the connection closes it without an answer, as nats-server does."""
     p = Parser()
-    assert p.feed(b"-ERR 'x'\r\nPING\r\n") == [] and p.dead
+    ops = p.feed(b"-ERR 'x'\r\nPING\r\n")
+    assert len(ops) == 1 and type(ops[0]) is ProtocolError and ops[0].error is None and p.dead
 
 
 def test_hpub_refused_without_headers():

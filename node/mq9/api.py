@@ -197,7 +197,7 @@ class MailboxAPI:
     def _create(self, client: "ClientConnection", op: Pub) -> None:
         try:
             req = _create_decoder.decode(op.payload or b"{}")
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             self._fail(client, op, 400, f"invalid request: {exc}")
             return
         problem = _check_create(req)
@@ -250,12 +250,13 @@ class MailboxAPI:
 
     def _delete(self, client: "ClientConnection", op: Pub, tail: bytes) -> None:
         mail_id, msg_id = subj.split_last(tail)
-        if not subj.valid_name(mail_id) or not msg_id.isdigit():
+        seq = subj.seq_of(msg_id)
+        if not subj.valid_name(mail_id) or seq is None:
             self._fail(client, op, 400, "expected $mq9.AI.MAILBOX.DELETE.{mail_id}.{msg_id}")
             return
         if self._refused(client, op, mail_id):
             return
-        self._write(client, op, c.DeleteMessage(mail_id, int(msg_id)), _deleted_body)
+        self._write(client, op, c.DeleteMessage(mail_id, seq), _deleted_body)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -301,7 +302,7 @@ class MailboxAPI:
             return 404, f"mailbox {mail_id} not found".encode()
         try:
             page = _list_decoder.decode(body or b"{}")
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             return 400, f"invalid request: {exc}".encode()
         items = []
         budget = self.settings.max_payload - 1024
@@ -310,9 +311,9 @@ class MailboxAPI:
         prefix = keys.messages(mail_id)
         start = prefix
         if page.after:
-            if not page.after.isdigit():
+            after = subj.seq_of(page.after)
+            if after is None:
                 return 400, b"after must be a msg_id"
-            after = int(page.after)
             level = next((lvl for lvl in range(c.LEVELS)
                           if self.replicator.store.get(keys.message(mail_id, lvl, after)) is not None), None)
             if level is None:
@@ -382,19 +383,27 @@ class MailboxAPI:
 _ACK_KINDS = {b"": c.ACK, b"+ACK": c.ACK, b"-NAK": c.NAK, b"+WPI": c.WPI, b"+TERM": c.TERM}
 
 
+# every number a client gives must fit the log's 64-bit integers once in milliseconds
+TTL_MAX_S = 10 * 365 * 86400
+ACK_WAIT_MAX_S = 7 * 86400
+MAX_IN_FLIGHT_MAX = 1_000_000
+# what decoding a client's JSON may raise: invalid UTF-8 and JSON nested too deep are not DecodeErrors
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def _check_create(req: CreateRequest) -> str:
-    if req.ttl < 0:
-        return "ttl must be an integer >= 0"
+    if not 0 <= req.ttl <= TTL_MAX_S:
+        return f"ttl must be an integer from 0 to {TTL_MAX_S} seconds"
     if req.public and not req.name:
         return "a public mailbox needs a name"
     if req.name is not None and not subj.valid_name(req.name):
         return "invalid name: 1-128 of a-z 0-9 . - _, no empty token, not ending in a priority word"
     if len(req.desc) > DESC_MAX:
         return f"desc longer than {DESC_MAX} characters"
-    if req.ack_wait is not None and req.ack_wait <= 0:
-        return "ack_wait must be > 0 seconds"
-    if req.max_in_flight is not None and req.max_in_flight <= 0:
-        return "max_in_flight must be > 0"
+    if req.ack_wait is not None and not 0 < req.ack_wait <= ACK_WAIT_MAX_S:  # NaN fails both
+        return f"ack_wait must be > 0 and at most {ACK_WAIT_MAX_S} seconds"
+    if req.max_in_flight is not None and not 0 < req.max_in_flight <= MAX_IN_FLIGHT_MAX:
+        return f"max_in_flight must be from 1 to {MAX_IN_FLIGHT_MAX}"
     return ""
 
 

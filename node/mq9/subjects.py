@@ -109,13 +109,23 @@ def ack_tail(group: str | None, mail_id: str) -> bytes:
 
 
 _ack_cache: dict[bytes, tuple[str | None, str]] = {}
+SEQ_MAX = (1 << 64) - 1
+
+
+def seq_of(text: bytes | str) -> int | None:
+    """A msg id (a seq) as an int, or None: ASCII digits only (`str.isdigit` also takes
+    "²"), and it must fit the 64 bits keys and the log encode it in."""
+    if not text or len(text) > 20 or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= SEQ_MAX else None
 
 
 def parse_ack(tail: bytes) -> tuple[int, str | None, str]:
     """`{seq}.{group hex | _}.{mail_id}` -> (seq, group, mail_id). The group and mailbox
     part is cached: every acknowledgement of a subscription repeats it."""
     seq_b, _, rest = tail.partition(b".")
-    if not seq_b.isdigit():
+    if seq_of(seq_b) is None:
         raise SubjectError("malformed acknowledgement subject")
     hit = _ack_cache.get(rest)
     if hit is None:

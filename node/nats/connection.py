@@ -237,6 +237,10 @@ class ClientConnection(asyncio.Protocol):
             elif kind is Connect:
                 self._on_connect(op)
             elif kind is ProtocolError:
+                if op.error is None:  # the client sent -ERR itself: close without an answer, as nats-server does
+                    log.info("%s - cid:%d - %s, closing", self.addr, self.cid, op.detail)
+                    self.close()
+                    break
                 log.warning("%s - cid:%d - protocol error: %s (%s)", self.addr, self.cid, op.error.text, op.detail)
                 self.close(op.error)
                 break

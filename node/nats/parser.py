@@ -127,9 +127,11 @@ class Parser:
             if type(op) is tuple:  # a publish (PUB in another case, or HPUB) waiting for its payload
                 pending = op
             elif type(op) is ProtocolError:
-                if op.error is None:  # the peer sent -ERR: close quietly, as nats-server does
+                if op.error is None:  # the peer sent -ERR: the connection closes quietly, as nats-server does
                     self._dead = True
                     self._rest = None
+                    self._pending = None
+                    append(op)
                     return ops
                 self._pending = None
                 self._rest = None
