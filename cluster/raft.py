@@ -130,20 +130,23 @@ class _TickNotifier:
 
 
 def wait_bindable(address: str, timeout_s: float = 10.0) -> None:
-    """Wait until the Raft port can be bound on the host it names (a previous process may
-    still hold it), or raise OSError. PySyncObj, when not in a thread of its own, would
-    spin on it. PySyncObj binds exactly this address (`bindAddress` in make_conf), so a
-    Raft port given as 127.0.0.1:6222 is not reachable from other hosts."""
+    """Wait until the Raft port can be bound (a previous process may still hold it), or
+    raise OSError. PySyncObj, when not in a thread of its own, would spin on it. Probes
+    what PySyncObj binds: the wildcard address (0.0.0.0, or :: for an IPv6 address) at
+    the Raft port, whatever host the address names.
+
+    Binding the `--raft` host only (PySyncObj's `bindAddress`) was tried and taken back:
+    in the compose partition test a node whose cluster address went away and came back
+    never accepted Raft connections again (PySyncObj's listener does not recover when its
+    address disappears), so the cut-off node never rejoined."""
     host, _, port = address.rpartition(":")
-    host = host.strip("[]")
+    ipv6 = ":" in host
     deadline = monotonicTime() + timeout_s
     while True:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-        family, _, _, _, sockaddr = infos[0]
-        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(sockaddr)
+            probe.bind(("::" if ipv6 else "0.0.0.0", int(port)))
             return
         except OSError:
             if monotonicTime() > deadline:
@@ -186,8 +189,7 @@ def make_conf(data_dir: str, state: State, secret: str, on_state_changed: Callab
         dynamicMembershipChange=False,
         password=secret or None,
         onStateChanged=on_state_changed,
-        # bind the Raft address's own host, not PySyncObj's default of every interface
-        bindAddress=bind_address,
+        bindAddress=bind_address,  # None: PySyncObj's every-interface default (see wait_bindable)
     )
 
 

@@ -115,7 +115,7 @@ class Replicator:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._batcher = Batcher(self._loop, self._send)
-        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed, bind_address=self.raft_address,
+        conf = make_conf(self.data_dir, self.state, self.secret, self._on_state_changed,
                          compact_min_entries=self.compaction[0], compact_min_time_s=self.compaction[1])
         self.raft = RaftNode(self.raft_address, self.peers, conf, self.state, self._applied_in_tick, self._loop,
                              local_writes=lambda: bool(self._waiting))
